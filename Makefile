@@ -1,0 +1,56 @@
+# The workbook's entry points. `make` alone lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KERNEL := indprior
+
+# PROFILE: smoke | cpu | paper (default: paper when CUDA is available, else cpu)
+PROFILE ?= $(shell [ -x $(PY) ] && $(PY) -c "import torch; print('paper' if torch.cuda.is_available() else 'cpu')" 2>/dev/null || echo cpu)
+DATA ?= synthetic
+RUN ?= $(PROFILE)
+RUN_DIR := runs/$(RUN)
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+
+.PHONY: help setup run-all test bench lab clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=smoke|cpu|paper  DATA=synthetic|cub:<root>  RUN=<name under runs/>"
+
+setup: $(STAMP) ## build .venv from the pinned requirements (only re-runs when they change)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (indprior)" >/dev/null
+	@touch $(STAMP)
+
+run-all: $(STAMP) ## execute every notebook in order with papermill into runs/$(RUN)/
+	@mkdir -p $(RUN_DIR)
+	@for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb .ipynb); \
+	  echo "== $$name (PROFILE=$(PROFILE) DATA=$(DATA)) -> $(RUN_DIR)/$$name"; \
+	  $(VENV)/bin/papermill $$nb $(RUN_DIR)/$$name.ipynb -k $(KERNEL) --cwd notebooks \
+	    -p profile $(PROFILE) -p dataset "$(DATA)" -p out_dir "$(abspath $(RUN_DIR))/$$name" \
+	    -p run_root "$(abspath $(RUN_DIR))" || { echo "run-all: notebook $$nb FAILED (executed copy: $(RUN_DIR)/$$name.ipynb)"; exit 1; }; \
+	done
+	@echo "run-all: all notebooks ran; outputs in $(RUN_DIR)/"
+
+test: $(STAMP) ## pytest on tests/ and nbval on notebooks/ (smoke profile)
+	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider tests
+	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
+
+bench: $(STAMP) ## speed / memory benchmarks -> table + bench/results.json
+	$(PY) bench/run.py
+
+lab: $(STAMP) ## start JupyterLab on the venv kernel
+	$(VENV)/bin/jupyter lab notebooks
+
+clean: ## remove runs/ and caches (keeps .venv)
+	rm -rf runs .cache .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

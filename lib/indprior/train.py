@@ -1,0 +1,217 @@
+"""One generic training loop. It knows nothing about which GAN it runs.
+
+A *method* object (the independence prior, ReDO, ...) owns the phases of a step, as stylegan2-ada's
+`Loss` does:
+
+    method.modules()    -> dict[str, nn.Module]        everything saved in a checkpoint
+    method.optimizers() -> dict[str, Optimizer]
+    method.train_step(batch, step) -> dict[str, Tensor] named scalars (detached); phases inside are
+                                                         wrapped in `record_function` ("Dmain", "Gmain")
+
+The Trainer adds what every run needs: device placement, a tqdm bar, one `report` path for statistics
+into `train_log.jsonl`, periodic evaluation and sample figures, atomic checkpoints that hold the config
+and RNG states, automatic resume, and a clear stop on NaN (the last good checkpoint is kept).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "train_log.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, collapse beyond the restart budget)."""
+
+
+class Method(Protocol):
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+    def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]: ...
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when there is a GPU, else CPU. 'cuda' without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA GPU is available; use 'auto' or 'cpu'")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1')") from err
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
+    """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, method: Method, step: int, config: dict[str, Any], extra: dict | None = None) -> None:
+    state = {
+        "step": step,
+        "config": config,
+        "modules": {k: m.state_dict() for k, m in method.modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in method.optimizers().items()},
+        "rng": _rng_state(),
+        "extra": extra or {},
+    }
+    atomic_write_bytes(Path(path), lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: Path, method: Method | None = None, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint (and restore `method`'s modules and optimizers if given)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling error means the same thing to a user
+        raise ValueError(f"checkpoint {path} is unreadable or truncated: {err}") from err
+    if method is not None:
+        for key, module in method.modules().items():
+            module.load_state_dict(state["modules"][key])
+        for key, opt in method.optimizers().items():
+            opt.load_state_dict(state["optimizers"][key])
+    return state
+
+
+class Trainer:
+    """Runs `method.train_step` for `steps` steps with logging, evaluation, samples and checkpoints."""
+
+    def __init__(self, method: Method, out_dir: str | Path, config: dict[str, Any], *, log_every: int = 25,
+                 ckpt_every: int = 500, eval_every: int = 0, eval_fn: Callable[[int], dict[str, float]] | None = None,
+                 sample_every: int = 0, sample_fn: Callable[[int, Path], None] | None = None,
+                 progress: bool = True):
+        self.method, self.out_dir, self.config = method, Path(out_dir), config
+        self.log_every, self.ckpt_every = max(1, log_every), ckpt_every
+        self.eval_every, self.eval_fn = eval_every, eval_fn
+        self.sample_every, self.sample_fn = sample_every, sample_fn
+        self.progress = progress
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self._pending: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ statistics: one path
+    def report(self, name: str, value: torch.Tensor | float) -> None:
+        self._pending[name].append(value.detach() if torch.is_tensor(value) else torch.tensor(float(value)))
+
+    def _flush(self, seconds: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.step, "time": round(seconds, 2)}
+        for name, values in self._pending.items():
+            row[name] = float(torch.stack([v.float().cpu() for v in values]).mean())  # the only host sync
+        self._pending.clear()
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        self._log(row)
+        if bad:
+            raise TrainingError(
+                f"non-finite {', '.join(bad)} at step {self.step}; the last good checkpoint is kept at "
+                f"{self.out_dir / CHECKPOINT} (lower the learning rates or turn off AMP)")
+        return row
+
+    def _log(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        with open(self.out_dir / LOG, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        save_checkpoint(self.out_dir / CHECKPOINT, self.method, self.step, self.config)
+
+    def try_resume(self) -> bool:
+        path = self.out_dir / CHECKPOINT
+        if not path.is_file():
+            return False
+        state = load_checkpoint(path, self.method)
+        _set_rng_state(state["rng"])
+        self.step = state["step"]
+        log = self.out_dir / LOG
+        if log.is_file():  # forget what was logged after the checkpoint: it will be logged again
+            rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+            self.history = [r for r in rows if r["step"] <= self.step]
+            atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in self.history))
+        return True
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, batches: Callable[[int], Any], steps: int, resume: bool = True) -> list[dict[str, Any]]:
+        if resume:
+            self.try_resume()
+        else:
+            (self.out_dir / LOG).unlink(missing_ok=True)
+        start = time.perf_counter()
+        bar = tqdm(total=steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        while self.step < steps:
+            stats = self.method.train_step(batches(self.step), self.step)
+            self.step += 1
+            for name, value in stats.items():
+                self.report(name, value)
+            if self.step % self.log_every == 0 or self.step == steps:
+                row = self._flush(time.perf_counter() - start)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "time")}, refresh=False)
+            if self.eval_fn and self.eval_every and (self.step % self.eval_every == 0 or self.step == steps):
+                self._log({"step": self.step, "time": round(time.perf_counter() - start, 2), **self.eval_fn(self.step)})
+            if self.sample_fn and self.sample_every and (self.step % self.sample_every == 0 or self.step == steps):
+                self.sample_fn(self.step, self.out_dir)
+            if self.ckpt_every and (self.step % self.ckpt_every == 0 or self.step == steps):
+                self.save()
+            bar.update(1)
+        bar.close()
+        return self.history
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a run's `train_log.jsonl` (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LOG
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log at {path}")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,146 @@
+"""Providers, layout, composition, critic, losses and config: shapes, exact cases, gradients."""
+import math
+
+import pytest
+import torch
+
+from indprior import config as C
+from indprior.losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge
+from indprior.models import (Discriminator, GenerativeProvider, Layout, SegmentingProvider, UNet, compose,
+                             pose_to_theta, warp)
+
+torch.manual_seed(0)
+
+
+def test_segmenting_provider_shapes_and_box_constraint():
+    p = SegmentingProvider(base=8, levels=2)
+    win = torch.rand(3, 3, 32, 32) * 2 - 1
+    box = torch.zeros(3, 1, 32, 32)
+    box[:, :, 8:24, 4:20] = 1
+    a, m = p(win, box)
+    assert a.shape == (3, 3, 32, 32) and m.shape == (3, 1, 32, 32)
+    assert torch.equal(a, win)
+    assert (m[box == 0] == 0).all(), "mask must be zero outside the box by construction"
+    assert ((m >= 0) & (m <= 1)).all()
+
+
+def test_unet_rejects_indivisible_size():
+    with pytest.raises(ValueError, match="divisible"):
+        UNet(3, 1, base=4, levels=3)(torch.zeros(1, 3, 20, 20))
+
+
+def test_generative_provider_shapes_and_ranges():
+    g = GenerativeProvider(z_dim=8, size=24, base=16, n_up=3)
+    a, m = g(torch.randn(5, 8))
+    assert a.shape == (5, 3, 24, 24) and m.shape == (5, 1, 24, 24)
+    assert a.abs().max() <= 1 and m.min() >= 0 and m.max() <= 1
+
+
+def test_layout_poses_stay_in_prior_ranges():
+    lay = Layout(4, scale=(0.6, 1.4), rotation_deg=30, translation=0.2)
+    for p in lay.mlp.parameters():  # make the MLP output large on purpose
+        torch.nn.init.normal_(p, std=10.0)
+    pose = lay(torch.randn(64, 4) * 10)
+    assert pose["scale"].min() >= 0.6 - 1e-6 and pose["scale"].max() <= 1.4 + 1e-6
+    assert pose["rotation"].abs().max() <= math.radians(30) + 1e-6
+    assert pose["tx"].abs().max() <= 0.2 + 1e-6 and pose["ty"].abs().max() <= 0.2 + 1e-6
+    assert set(pose["flip"].unique().tolist()) <= {-1.0, 1.0}
+
+
+def test_identity_pose_warp_is_identity():
+    a, m = torch.rand(2, 3, 16, 16), torch.rand(2, 1, 16, 16)
+    ident = {"scale": torch.ones(2), "rotation": torch.zeros(2), "tx": torch.zeros(2), "ty": torch.zeros(2),
+             "flip": torch.ones(2)}
+    A, M = warp(a, m, pose_to_theta(ident), (16, 16))
+    assert torch.allclose(A, a, atol=1e-5) and torch.allclose(M, m, atol=1e-5)
+
+
+def test_half_size_instance_is_placed_at_translation():
+    # an all-ones 8x8 instance at scale 1 on a 32x32 canvas (frac 8/32) moved to the right half
+    pose = {"scale": torch.ones(1), "rotation": torch.zeros(1), "tx": torch.tensor([0.5]), "ty": torch.zeros(1),
+            "flip": torch.ones(1)}
+    _, M = warp(torch.zeros(1, 3, 8, 8), torch.ones(1, 1, 8, 8), pose_to_theta(pose, 8 / 32), (32, 32))
+    ys, xs = torch.nonzero(M[0, 0] > 0.5, as_tuple=True)
+    assert abs(xs.float().mean().item() - 23.5) < 0.6 and abs(ys.float().mean().item() - 15.5) < 0.6
+    assert abs((M > 0.5).sum().item() - 64) <= 8
+
+
+def test_composition_with_zero_and_one_masks():
+    bg, a1, a2 = torch.full((1, 3, 4, 4), -1.0), torch.full((1, 3, 4, 4), 0.5), torch.full((1, 3, 4, 4), 1.0)
+    zero, one = torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)
+    img, vis = compose(bg, [(a1, zero)])
+    assert torch.equal(img, bg) and vis.abs().sum() == 0
+    img, vis = compose(bg, [(a1, one), (a2, one)])
+    assert torch.equal(img, a2), "the last layer is on top"
+    assert vis.shape == (1, 2, 1, 4, 4) and vis[:, 0].sum() == 0 and torch.equal(vis[:, 1], one)
+
+
+def test_visible_masks_partition_the_covered_pixels():
+    bg = torch.zeros(2, 3, 8, 8)
+    layers = [(torch.rand(2, 3, 8, 8), torch.rand(2, 1, 8, 8)) for _ in range(3)]
+    img, vis = compose(bg, layers)
+    covered = 1 - torch.prod(torch.stack([1 - m for _, m in layers]), 0)
+    assert torch.allclose(vis.sum(1), covered, atol=1e-6)
+    # with a zero background, the composite is the visible-mask-weighted sum of the instances
+    assert torch.allclose(img, sum(v * a for v, (a, _) in zip(vis.unbind(1), layers)), atol=1e-6)
+
+
+def test_gradients_reach_the_provider_through_layout_and_composition():
+    p, lay, D = SegmentingProvider(8, 2), Layout(4), Discriminator(32, 8)
+    win, box = torch.rand(2, 3, 32, 32) * 2 - 1, torch.ones(2, 1, 32, 32)
+    a, m = p(win, box)
+    A, M = warp(a, m, pose_to_theta(lay(torch.randn(2, 4))), (32, 32))
+    fake, _ = compose(torch.zeros_like(win), [(A, M)])
+    loss = g_hinge(D(diff_augment(fake, "color,translation,cutout"))) + area_penalty(m) + binarisation_penalty(m)
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [q.grad for q in p.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+    assert any(q.grad is not None and q.grad.abs().sum() > 0 for q in lay.parameters())
+
+
+def test_discriminator_any_size_and_hinge_values():
+    for s in (32, 48, 64):
+        assert Discriminator(s, 8)(torch.zeros(3, 3, s, s)).shape == (3,)
+    assert d_hinge(torch.tensor([1.0, 2.0]), torch.tensor([-1.0, -3.0])).item() == 0.0
+    assert d_hinge(torch.tensor([0.0]), torch.tensor([0.0])).item() == 2.0
+    assert g_hinge(torch.tensor([1.0, 3.0])).item() == -2.0
+
+
+def test_area_and_binarisation_penalties_on_known_masks():
+    m = torch.zeros(2, 1, 4, 4)
+    m[0, 0, :2] = 1  # area 0.5
+    assert area_penalty(m).item() == pytest.approx(0.25)
+    assert area_penalty(m, norm=torch.tensor([0.5, 0.5])).item() == pytest.approx(0.5)
+    assert area_penalty(m, eta=0.3).item() == pytest.approx(0.1)  # relu(0.5 - 0.3) / 2
+    assert binarisation_penalty(m).item() == 0.0
+    assert binarisation_penalty(torch.full((1, 1, 2, 2), 0.5)).item() == 0.5
+
+
+def test_diff_augment_keeps_shape_and_rejects_unknown_policy():
+    x = torch.rand(4, 3, 16, 16)
+    assert diff_augment(x, "").equal(x)
+    assert diff_augment(x, "translation,cutout,color").shape == x.shape
+    with pytest.raises(ValueError, match="rotation"):
+        diff_augment(x, "rotation")
+
+
+def test_ema_moves_towards_the_model():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.5)
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)
+    assert torch.allclose(ema.module.weight, before + 0.5)
+
+
+def test_config_profiles_and_errors():
+    cfg = C.make_config(C.Task1Config, "smoke", seed=3)
+    assert cfg.profile == "smoke" and cfg.seed == 3 and cfg.steps == C.TASK1_PROFILES["smoke"]["steps"]
+    assert C.make_config(C.Task1Config, "paper").image_size == 128
+    with pytest.raises(C.ConfigError, match="profile='fast'"):
+        C.make_config(C.Task1Config, "fast")
+    with pytest.raises(C.ConfigError, match="no field 'stepz'"):
+        C.make_config(C.Task1Config, "cpu", stepz=3)
+    assert C.from_dict(C.Task1Config, C.to_dict(cfg)) == cfg
