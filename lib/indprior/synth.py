@@ -1,0 +1,353 @@
+"""Synthetic data generators: a CUB-layout set of kite-like objects, and one HOC cluster image.
+
+Why synthetic: the method must be tested end to end in seconds without downloads. The sets are
+made hard enough to be informative: real photo backgrounds (scikit-image's bundled images), clutter
+and look-alike distractors outside the box, so that colour alone or the whole box is a poor mask.
+Everything is deterministic by seed; image i of a set depends only on (seed, i).
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from indprior.data import save_png_atomic
+
+_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera",
+           "coins", "moon", "text", "clock", "immunohistochemistry")
+_TEXTURES = ("brick", "grass", "gravel", "moon")
+FILL_RANGE = (0.40, 0.65)  # object area / box area: a full-box mask must be a bad answer
+
+
+@functools.cache
+def _photo(name: str) -> np.ndarray:
+    img = getattr(skimage.data, name)()
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else np.ascontiguousarray(img[..., :3])
+
+
+def _colour(rng: np.random.Generator, hue: float | None = None) -> np.ndarray:
+    """A random RGB colour in 0..255, not always saturated."""
+    h = rng.random() if hue is None else hue % 1.0
+    s = rng.uniform(0.0, 1.0) ** 0.7
+    v = rng.uniform(0.3, 0.95)
+    return np.array(colorsys.hsv_to_rgb(h, s, v), np.float32) * 255
+
+
+def _photo_crop(rng: np.random.Generator, names: tuple[str, ...], h: int, w: int) -> np.ndarray:
+    """A random crop of a random bundled photo, resized to h x w, flipped and colour-jittered."""
+    src = _photo(names[rng.integers(len(names))])
+    H, W = src.shape[:2]
+    side = int(rng.uniform(0.25, 1.0) * min(H, W))
+    ch, cw = min(H, side), min(W, int(side * w / h))
+    y, x = rng.integers(0, H - ch + 1), rng.integers(0, W - cw + 1)
+    img = cv2.resize(src[y:y + ch, x:x + cw], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = img[..., rng.permutation(3)] * rng.uniform(0.75, 1.25, size=3)
+    mean = img.mean()
+    return np.ascontiguousarray((img - mean) * rng.uniform(0.6, 1.2) + mean * rng.uniform(0.8, 1.2))
+
+
+def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
+    """Semi-transparent blobs and lines drawn in place: edges that are not the object's."""
+    H, W = img.shape[:2]
+    for _ in range(rng.integers(1, 6)):
+        layer = img.copy()
+        centre = (int(rng.integers(W)), int(rng.integers(H)))
+        axes = (int(rng.integers(3, W // 5)), int(rng.integers(3, H // 5)))
+        cv2.ellipse(layer, centre, axes, float(rng.uniform(0, 180)), 0, 360, _colour(rng).tolist(), -1)
+        a = rng.uniform(0.3, 0.8)
+        img[:] = a * layer + (1 - a) * img
+    for _ in range(rng.integers(0, 5)):
+        p, q = rng.integers(0, [W, H], size=(2, 2))
+        cv2.line(img, tuple(map(int, p)), tuple(map(int, q)), _colour(rng).tolist(), int(rng.integers(1, 4)))
+
+
+# --------------------------------------------------------------------------- the kite category
+
+
+def _kite_geometry(rng: np.random.Generator) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """Local-frame parts (unit body, nose up): body polygon, wing polygons, tail string, tail polygons."""
+    top, bottom, half_w = rng.uniform(0.5, 1.0), rng.uniform(0.9, 1.6), rng.uniform(0.4, 0.8)
+    if rng.random() < 0.6:  # diamond kite body
+        body = np.array([[0, -top], [half_w, 0], [0, bottom], [-half_w, 0]])
+    else:  # oval, bird-like body
+        t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        body = np.stack([half_w * 0.8 * np.cos(t), (bottom - top) / 2 + (top + bottom) / 2 * np.sin(t)], 1)
+    wings = []
+    span, sweep, chord = rng.uniform(0.25, 0.9), rng.uniform(-0.3, 0.7), rng.uniform(0.2, 0.5)
+    for side in (-1, 1):
+        s = span * rng.uniform(0.85, 1.15)
+        root_x = side * half_w * 0.6
+        wings.append(np.array([[root_x, -chord * 0.5], [side * (half_w + s), -sweep],
+                               [side * (half_w + s * 0.8), -sweep + chord * 0.4], [root_x, chord]]))
+    length = rng.uniform(0.5, 1.3)
+    t = np.linspace(0, 1, 16)
+    wave = rng.uniform(0.05, 0.25) * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t + rng.uniform(0, 6.3))
+    string = np.stack([wave * t, bottom + length * t], 1)
+    tails = []
+    if rng.random() < 0.5:  # bows along a string
+        for f in rng.uniform(0.35, 1.0, size=rng.integers(1, 4)):
+            px, py = string[int(f * 15)]
+            b = rng.uniform(0.08, 0.16)
+            tails += [np.array([[px, py], [px - 1.6 * b, py - b], [px - 1.6 * b, py + b]]),
+                      np.array([[px, py], [px + 1.6 * b, py - b], [px + 1.6 * b, py + b]])]
+    else:  # a fan tail, bird-like
+        spread = rng.uniform(0.15, 0.45)
+        tails.append(np.array([[-0.1, bottom - 0.1], [0.1, bottom - 0.1],
+                               [spread, bottom + length * 0.6], [-spread, bottom + length * 0.6]]))
+        string = string[:1]
+    return [body], wings, string, tails
+
+
+def _render_kite(rng: np.random.Generator, size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Place a random kite (pose, scale 25-60% of the side); returns per-part uint8 masks and the union."""
+    body, wings, string, tails = _kite_geometry(rng)
+    theta = rng.uniform(-np.pi / 2, np.pi / 2)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    if rng.random() < 0.5:
+        rot = rot @ np.diag([-1.0, 1.0])
+    groups = {"body": body, "wings": wings, "tail": tails, "string": [string]}
+    pts = {k: [p @ rot.T for p in v] for k, v in groups.items()}
+    allp = np.concatenate([p for v in pts.values() for p in v])
+    lo, hi = allp.min(0), allp.max(0)
+    scale = rng.uniform(0.25, 0.6) * size / (hi - lo).max()
+    offset = rng.uniform(2, size - 3 - (hi - lo) * scale) - lo * scale
+    masks = {}
+    for k, polys in pts.items():
+        m = np.zeros((size, size), np.uint8)
+        fixed = [np.round((p * scale + offset) * 16).astype(np.int32) for p in polys]
+        if k == "string":
+            if len(fixed[0]) > 1:
+                thick = max(1, round(0.03 * scale))
+                cv2.polylines(m, fixed, False, 1, thick, cv2.LINE_8, shift=4)
+        elif fixed:
+            cv2.fillPoly(m, fixed, 1, cv2.LINE_8, shift=4)
+        masks[k] = m
+    union = np.maximum.reduce(list(masks.values())).astype(bool)
+    return masks, union
+
+
+def _pattern(rng: np.random.Generator, size: int, theta: float) -> np.ndarray:
+    """A texture field in [0, 1]: stripes, spots, a gradient or plain."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = xx * math.cos(theta) + yy * math.sin(theta)
+    kind = rng.integers(4)
+    if kind == 0:
+        return (np.sin(2 * np.pi * u / rng.uniform(4, 14) + rng.uniform(0, 6.3)) > 0).astype(np.float32)
+    if kind == 1:
+        t = np.zeros((size, size), np.float32)
+        for _ in range(rng.integers(10, 40)):
+            cv2.circle(t, tuple(map(int, rng.integers(0, size, 2))), int(rng.integers(1, 5)), 1.0, -1)
+        return t
+    if kind == 2:
+        return (u - u.min()) / (u.max() - u.min())
+    return np.zeros((size, size), np.float32)
+
+
+def _paint(rng: np.random.Generator, masks: dict[str, np.ndarray], size: int) -> np.ndarray:
+    """The object's colour field (HxWx3 float): each part its own colour and texture."""
+    base = _colour(rng)
+    hue0 = colorsys.rgb_to_hsv(*(base / 255))[0]
+    out = np.zeros((size, size, 3), np.float32)
+    for k in ("body", "wings", "tail", "string"):
+        c1 = base if k == "body" or rng.random() < 0.4 else _colour(rng, hue0 + rng.uniform(-0.5, 0.5))
+        c2 = _colour(rng, hue0 + rng.uniform(0.1, 0.9))
+        t = _pattern(rng, size, rng.uniform(0, np.pi))[..., None] * rng.uniform(0.4, 1.0)
+        out[masks[k] > 0] = ((1 - t) * c1 + t * c2)[masks[k] > 0]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    shade = 1 + rng.uniform(-0.25, 0.25) * (xx - 0.5) + rng.uniform(-0.25, 0.25) * (yy - 0.5)
+    return out * shade[..., None]
+
+
+def _distractors(rng: np.random.Generator, img: np.ndarray, box: tuple[int, int, int, int], hue: float) -> None:
+    """0-2 simple shapes (not kites) fully outside the object's box, sometimes in the object's hue."""
+    size = img.shape[0]
+    x0, y0, x1, y1 = box
+    for _ in range(rng.integers(0, 3)):
+        r = int(rng.uniform(0.05, 0.11) * size)
+        for _try in range(30):
+            cx, cy = rng.integers(r + 1, size - r - 1, size=2)
+            if cx + r < x0 - 2 or cx - r > x1 + 2 or cy + r < y0 - 2 or cy - r > y1 + 2:
+                break
+        else:
+            continue
+        col = _colour(rng, hue + rng.uniform(-0.05, 0.05) if rng.random() < 0.4 else None).tolist()
+        kind = rng.integers(4)
+        if kind == 0:
+            cv2.circle(img, (int(cx), int(cy)), r, col, -1)
+        elif kind == 1:
+            cv2.circle(img, (int(cx), int(cy)), r, col, max(2, r // 3))  # ring
+        else:
+            n = 4 if kind == 2 else 3  # rotated square or triangle
+            a = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n
+            poly = np.stack([cx + r * np.cos(a), cy + r * np.sin(a)], 1).round().astype(np.int32)
+            cv2.fillPoly(img, [poly], col)
+
+
+def make_kite_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic image (uint8 HxWx3) and its object mask (bool HxW) with fill in FILL_RANGE."""
+    best = None
+    for _ in range(60):
+        masks, union = _render_kite(rng, size)
+        ys, xs = np.nonzero(union)
+        if len(ys) == 0:
+            continue
+        fill = len(ys) / ((np.ptp(xs) + 1) * (np.ptp(ys) + 1))
+        gap = max(FILL_RANGE[0] - fill, fill - FILL_RANGE[1], 0.0)
+        if best is None or gap < best[0]:
+            best = (gap, masks, union, (xs.min(), ys.min(), xs.max(), ys.max()))
+        if gap == 0:
+            break
+    _, masks, union, box = best
+    bg = _photo_crop(rng, _PHOTOS, size, size)
+    _clutter(rng, bg)
+    obj = _paint(rng, masks, size)
+    hue = colorsys.rgb_to_hsv(*(np.clip(obj[union].mean(0), 1, 255) / 255))[0]
+    _distractors(rng, bg, box, hue)
+    alpha = cv2.GaussianBlur(union.astype(np.float32), (0, 0), 0.6)[..., None]
+    img = alpha * obj + (1 - alpha) * bg
+    if rng.random() < 0.4:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.8))
+    img = img + rng.normal(0, rng.uniform(1.5, 5.0), img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8), union
+
+
+def make_synthetic_cub(root: str | Path, n_images: int = 240, n_test: int = 60, image_size: int = 160,
+                       seed: int = 0) -> Path:
+    """Write a one-category CUB-200-2011 layout (images, boxes, split, 0/255 segmentations) to root.
+
+    The box is the tight bounding box of the object mask. Test images are a seeded random subset.
+    Files are overwritten; use data.resolve_dataset for an atomic, cached copy.
+    """
+    if n_images < 1 or not 0 <= n_test <= n_images:
+        raise ValueError(f"n_images={n_images}, n_test={n_test}: expected n_images >= 1 and 0 <= n_test <= n_images")
+    if image_size < 32:
+        raise ValueError(f"image_size={image_size}: expected at least 32 pixels")
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    test = set(np.random.default_rng([seed, 1 << 20]).permutation(n_images)[:n_test].tolist())
+    names, boxes, split = [], [], []
+    for i in range(n_images):
+        img, mask = make_kite_image(np.random.default_rng([seed, i]), image_size)
+        rel = f"001.Kite/kite_{i + 1:04d}"
+        (root / "images" / "001.Kite").mkdir(exist_ok=True)
+        Image.fromarray(img).save(root / "images" / f"{rel}.jpg", format="JPEG", quality=95)
+        save_png_atomic(root / "segmentations" / f"{rel}.png", mask)
+        ys, xs = np.nonzero(mask)
+        x, y, w, h = xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1
+        names.append(f"{i + 1} {rel}.jpg")
+        boxes.append(f"{i + 1} {x:.1f} {y:.1f} {w:.1f} {h:.1f}")
+        split.append(f"{i + 1} {0 if i in test else 1}")
+    index = {"images.txt": names, "bounding_boxes.txt": boxes, "train_test_split.txt": split,
+             "classes.txt": ["1 001.Kite"], "image_class_labels.txt": [f"{i + 1} 1" for i in range(n_images)]}
+    for fname, lines in index.items():
+        (root / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------- HOC cluster image
+
+
+def _pack(rng: np.random.Generator, n: int, radius: tuple[float, float], H: int, W: int) -> list[tuple[float, float, float]]:
+    """Discs (x, y, r) grown as 1-3 packed clusters: each new disc touches (or slightly overlaps)
+    one already placed; of 8 candidate spots the one touching the most discs wins (dense packing)."""
+    discs = np.zeros((0, 3))
+    n_seeds = int(rng.integers(1, 4))
+    for attempt in range(100 * n):
+        if len(discs) == n:
+            break
+        r = rng.uniform(*radius)
+        if len(discs) < n_seeds or attempt > 50 * n:  # late on, start a new cluster anywhere free
+            cand, min_gap = np.array([[rng.uniform(r + 1, W - r - 1), rng.uniform(r + 1, H - r - 1)]]), 1.0
+        else:
+            parent = discs[rng.integers(len(discs), size=8)]
+            a, d = rng.uniform(0, 2 * np.pi, 8), (r + parent[:, 2]) * rng.uniform(0.84, 0.97, 8)
+            cand, min_gap = parent[:, :2] + d[:, None] * np.stack([np.cos(a), np.sin(a)], 1), 0.84
+        inside = np.all((cand >= r + 1) & (cand <= np.array([W, H]) - r - 1), axis=1)
+        dist = np.linalg.norm(cand[:, None] - discs[None, :, :2], axis=2)  # cand x discs
+        ok = inside & np.all(dist >= min_gap * (r + discs[None, :, 2]), axis=1)
+        if ok.any():
+            touching = np.where(ok, (dist < 1.02 * (r + discs[None, :, 2])).sum(1), -1)
+            x, y = cand[int(np.argmax(touching))]
+            discs = np.vstack([discs, [x, y, r]])
+    return [tuple(map(float, d)) for d in discs]
+
+
+def make_synthetic_hoc(seed: int = 0, size: tuple[int, int] = (256, 256), n_instances: tuple[int, int] = (15, 40),
+                       radius: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One image of a homogeneous object cluster (coin- or berry-like) and its instance labels.
+
+    Returns (uint8 HxWx3, uint16 HxW with 0 = background and 1..N = the VISIBLE part of each
+    instance, in depth order). Instances touch or overlap a little; the count is in n_instances.
+    radius=None picks a radius so the cluster covers about 30-45% of the image.
+    """
+    H, W = size
+    lo, hi = n_instances
+    if H < 32 or W < 32:
+        raise ValueError(f"size={size}: expected both sides >= 32 pixels")
+    if not 1 <= lo <= hi:
+        raise ValueError(f"n_instances={n_instances}: expected 1 <= low <= high")
+    rng = np.random.default_rng([seed, 7])
+    n = int(rng.integers(lo, hi + 1))
+    if radius is None:
+        r = min(math.sqrt(rng.uniform(0.30, 0.45) * H * W / (n * math.pi)), min(H, W) / 6)
+        radius = (0.9 * r, 1.1 * r)
+    if not 0 < radius[0] <= radius[1]:
+        raise ValueError(f"radius={radius}: expected 0 < low <= high")
+    discs = _pack(rng, n, radius, H, W)
+    if len(discs) < lo:
+        raise ValueError(f"only {len(discs)} instances of radius {radius} fit in {size}; "
+                         f"expected at least {lo} (reduce radius or n_instances)")
+    order = rng.permutation(len(discs))  # depth order: later drawn = in front
+    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0])
+    light /= np.linalg.norm(light)
+    berry = rng.random() < 0.5
+    hue, sat, val = rng.random(), rng.uniform(0.2, 0.9), rng.uniform(0.45, 0.85)
+
+    fg = np.zeros((H, W), np.float32)
+    for x, y, r in discs:
+        cv2.circle(fg, (int(x), int(y)), int(r), 1.0, -1)
+    bg = _photo_crop(rng, _TEXTURES, H, W)
+    bg = bg.mean() + (bg - bg.mean()) * rng.uniform(0.3, 0.6)
+    shift = np.float32([[1, 0, -4 * light[0] / light[2]], [0, 1, -4 * light[1] / light[2]]])
+    shadow = cv2.GaussianBlur(cv2.warpAffine(fg, shift, (W, H)), (0, 0), radius[0] / 4)
+    img = bg * (1 - 0.45 * shadow[..., None])
+    labels = np.zeros((H, W), np.uint16)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    for k, i in enumerate(order, start=1):
+        x, y, r = discs[i]
+        ecc, ang = rng.uniform(0.0, 0.08), rng.uniform(0, np.pi)
+        u = (xx - x) * math.cos(ang) + (yy - y) * math.sin(ang)
+        v = -(xx - x) * math.sin(ang) + (yy - y) * math.cos(ang)
+        q = np.sqrt((u / (r * (1 + ecc))) ** 2 + (v / (r * (1 - ecc))) ** 2)  # 1 on the rim
+        alpha = np.clip((1 - q) * r + 0.5, 0, 1)[..., None]
+        nx, ny = (xx - x) / r, (yy - y) / r
+        if berry:  # a sphere: Lambert plus a specular highlight
+            nz = np.sqrt(np.clip(1 - q ** 2, 0, 1))
+        else:  # a coin: flat face, bevelled rim
+            nz = np.where(q < 0.82, 1.0, np.sqrt(np.clip(1 - ((q - 0.82) / 0.2) ** 2, 0.05, 1)))
+            nx, ny = np.where(q < 0.82, 0, nx), np.where(q < 0.82, 0, ny)
+        norm = np.sqrt(nx ** 2 + ny ** 2 + nz ** 2) + 1e-6
+        lambert = np.clip((nx * light[0] + ny * light[1] + nz * light[2]) / norm, 0, 1)
+        half = light + np.array([0, 0, 1.0])
+        half /= np.linalg.norm(half)
+        spec = np.clip((nx * half[0] + ny * half[1] + nz * half[2]) / norm, 0, 1) ** (40 if berry else 12)
+        col = _colour_hsv(hue + rng.uniform(-0.025, 0.025), sat * rng.uniform(0.85, 1.1), val * rng.uniform(0.85, 1.15))
+        tex = 1 + 0.06 * cv2.GaussianBlur(rng.standard_normal((H, W)).astype(np.float32), (0, 0), 1.2)
+        shaded = col * (0.35 + 0.75 * lambert * tex)[..., None] + (0.6 if berry else 0.35) * 255 * spec[..., None]
+        img = alpha * shaded + (1 - alpha) * img
+        labels[alpha[..., 0] >= 0.5] = k
+    img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), 0.5) + rng.normal(0, rng.uniform(1.0, 3.0), img.shape)
+    return np.clip(img, 0, 255).round().astype(np.uint8), labels
+
+
+def _colour_hsv(h: float, s: float, v: float) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0)), np.float32) * 255
