@@ -1,0 +1,278 @@
+"""SISeg-style segmenter: exact targets, exact grouping on perfect targets, learning on touching discs."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from indprior.siseg import (InstanceSegmenter, group_instances, instance_targets, instance_targets_torch,
+                            offset_to_rgb, predict_instances, siseg_loss, train_segmenter)
+
+
+# ----------------------------------------------------------------------------- helpers
+def make_discs(rng: np.random.Generator, size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Touching, non-overlapping shaded discs (radius 5-8) on noise: image 3 s s in [-1,1], labels s s."""
+    discs: list[tuple[np.ndarray, float]] = []
+    for _ in range(40 * n):
+        if len(discs) == n:
+            break
+        r = rng.uniform(5, 8)
+        if discs and rng.random() < 0.8:  # touch an existing disc
+            cj, rj = discs[rng.integers(len(discs))]
+            a = rng.uniform(0, 2 * np.pi)
+            c = cj + (rj + r + rng.uniform(0.3, 1.0)) * np.array([np.sin(a), np.cos(a)])
+        else:
+            c = rng.uniform(0, size, 2)
+        if all(np.hypot(*(c - ck)) >= r + rk + 0.3 for ck, rk in discs) and (c > -2).all() and (c < size + 2).all():
+            discs.append((c, r))
+    yy, xx = np.mgrid[:size, :size]
+    img = rng.uniform(-0.8, -0.2, 3)[:, None, None] + rng.normal(0, 0.15, (3, size, size))
+    lab = np.zeros((size, size), np.int64)
+    for k, (c, r) in enumerate(discs, 1):
+        d = np.hypot(yy - c[0], xx - c[1])
+        m = d <= r
+        shade = 0.5 + 0.5 * np.sqrt(np.clip(1 - (d[m] / r) ** 2, 0, 1))
+        img[:, m] = rng.uniform(0.1, 0.9, 3)[:, None] * shade + rng.normal(0, 0.05, (3, m.sum()))
+        lab[m] = k
+    return np.clip(img, -1, 1).astype(np.float32), lab
+
+
+def disc_sampler(seed: int, size: int = 48):
+    rng = np.random.default_rng(seed)
+
+    def sample(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ims, labs = zip(*(make_discs(rng, size, int(rng.integers(3, 9))) for _ in range(b)))
+        return torch.from_numpy(np.stack(ims)), torch.from_numpy(np.stack(labs))
+    return sample
+
+
+def matched_ious(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """IoU of each GT instance with its Hungarian-matched prediction (0 when unmatched)."""
+    g, p = [k for k in np.unique(gt) if k], [k for k in np.unique(pred) if k]
+    out = np.zeros(len(g))
+    if g and p:
+        iou = np.array([[((gt == a) & (pred == b)).sum() / ((gt == a) | (pred == b)).sum() for b in p] for a in g])
+        r, c = linear_sum_assignment(-iou)
+        out[r] = iou[r, c]
+    return out
+
+
+def matched_fraction(gt: np.ndarray, pred: np.ndarray, thr: float = 0.5) -> float:
+    """Fraction of GT instances Hungarian-matched to a prediction with IoU >= thr."""
+    return float((matched_ious(gt, pred) >= thr).mean())
+
+
+def assert_same_partition(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to renaming labels; background must stay background."""
+    assert a.shape == b.shape
+    pairs = np.unique(np.stack([a.ravel().astype(np.int64), b.ravel().astype(np.int64)]), axis=1)
+    assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1], "contingency is not a permutation"
+    assert np.array_equal(a == 0, b == 0)
+
+
+def perfect(lab: np.ndarray, **kw) -> np.ndarray:
+    t = instance_targets(lab)
+    return group_instances(t["fg"].astype(np.float32), t["offset"], t["boundary"].astype(np.float32), **kw)
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    return ((img.transpose(1, 2, 0) + 1) * 127.5).round().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- targets
+def test_instance_targets_hand_made():
+    lab = np.zeros((12, 16), np.int64)
+    lab[2:6, 3:9] = 1    # centroid (3.5, 5.5)
+    lab[2:8, 9:13] = 2   # touches 1 on the right; centroid (4.5, 10.5)
+    t = instance_targets(lab)
+    assert t["fg"].dtype == bool and t["offset"].dtype == np.float32 and t["offset"].shape == (2, 12, 16)
+    np.testing.assert_allclose(t["offset"][:, 2, 3], [1.5, 2.5])
+    np.testing.assert_allclose(t["offset"][:, 5, 8], [-1.5, -2.5])
+    np.testing.assert_allclose(t["offset"][:, 7, 12], [-2.5, -1.5])
+    assert (t["offset"][:, lab == 0] == 0).all()
+    rim = np.zeros_like(t["boundary"])
+    for y0, y1, x0, x1 in [(2, 6, 3, 9), (2, 8, 9, 13)]:
+        rim[y0:y1, x0:x1] = True
+        rim[y0 + 1:y1 - 1, x0 + 1:x1 - 1] = False
+    np.testing.assert_array_equal(t["boundary"], rim)
+
+
+def test_image_edge_is_not_a_boundary():
+    lab = np.zeros((6, 6), np.int64)
+    lab[:3, :3] = 4
+    b = instance_targets(lab)["boundary"]
+    assert b[2, :3].all() and b[:3, 2].all() and not b[0, 0] and not b[1, 1] and b.sum() == 5
+
+
+def test_numpy_and_torch_targets_agree():
+    rng = np.random.default_rng(0)
+    labs = np.stack([make_discs(rng, 40, 6)[1] * 7 for _ in range(3)]).astype(np.uint16)  # sparse ids
+    fg, off, bnd = instance_targets_torch(torch.from_numpy(labs.astype(np.int32)))
+    assert fg.shape == bnd.shape == (3, 1, 40, 40) and off.shape == (3, 2, 40, 40)
+    for i, lab in enumerate(labs):
+        t = instance_targets(lab)
+        np.testing.assert_array_equal(fg[i, 0].numpy() > 0.5, t["fg"])
+        np.testing.assert_array_equal(bnd[i, 0].numpy() > 0.5, t["boundary"])
+        np.testing.assert_allclose(off[i].numpy(), t["offset"], atol=1e-4)
+
+
+def test_bad_labels_raise():
+    with pytest.raises(ValueError, match="labels"):
+        instance_targets(np.zeros((2, 3, 4), np.int64))
+    with pytest.raises(ValueError, match="labels"):
+        instance_targets_torch(torch.zeros(4, 4, dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- grouping
+def test_grouping_recovers_touching_rectangles_and_discs_exactly():
+    lab = np.zeros((40, 60), np.int64)
+    lab[5:15, 5:20], lab[5:15, 20:30], lab[15:30, 5:25] = 1, 2, 3   # three touching rectangles
+    yy, xx = np.mgrid[:40, :60]
+    lab[(yy - 25) ** 2 + (xx - 38) ** 2 <= 36] = 5
+    lab[(yy - 25) ** 2 + (xx - 50) ** 2 <= 36] = 6                   # touching disc pair
+    lab[32:36, 42:46] = 9                                            # small square right by a disc
+    assert_same_partition(perfect(lab, min_size=5), lab)
+    assert_same_partition(group_instances(lab > 0, instance_targets(lab)["offset"], None, min_size=5), lab)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        disc_lab = make_discs(rng, 64, 12)[1]
+        assert ndimage.label(disc_lab > 0)[1] < disc_lab.max()       # some discs really touch
+        out = perfect(disc_lab, min_size=5)
+        assert out.dtype == np.uint16
+        assert_same_partition(out, disc_lab)
+
+
+def test_grouping_min_size_removes_small_instances_only():
+    lab = np.zeros((30, 30), np.int64)
+    lab[2:12, 2:12], lab[2:12, 12:20] = 1, 2
+    lab[12:15, 12:15] = 3                                            # 9 px, touching instance 2
+    lab[20:24, 22:25] = 4                                            # 12 px, isolated
+    out = perfect(lab, min_size=20)
+    expected = np.where(lab >= 3, 0, lab)
+    assert_same_partition(out, expected)
+    assert_same_partition(perfect(lab, min_size=5), lab)
+
+
+def test_grouping_tolerates_noisy_offsets_and_empty_input():
+    rng = np.random.default_rng(2)
+    lab = make_discs(rng, 64, 12)[1]
+    t = instance_targets(lab)
+    noisy = t["offset"] + rng.normal(0, 1.0, t["offset"].shape)
+    assert matched_fraction(lab, group_instances(t["fg"], noisy, t["boundary"]), thr=0.9) == 1.0
+    assert (group_instances(np.zeros((8, 8)), np.zeros((2, 8, 8))) == 0).all()
+    with pytest.raises(ValueError, match="offset"):
+        group_instances(np.zeros((8, 8)), np.zeros((2, 8, 9)))
+
+
+def test_boundary_map_refines_blurred_borders():
+    """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
+    rng = np.random.default_rng(5)
+    with_b, without_b = [], []
+    for _ in range(3):
+        lab = make_discs(rng, 96, 22)[1]
+        t = instance_targets(lab)
+        off = ndimage.gaussian_filter(t["offset"], (0, 3, 3)) + rng.normal(0, 1.0, t["offset"].shape)
+        bp = ndimage.gaussian_filter(t["boundary"].astype(float), 0.7)
+        with_b.append(matched_ious(lab, group_instances(t["fg"], off, bp / bp.max())).mean())
+        without_b.append(matched_ious(lab, group_instances(t["fg"], off, None)).mean())
+    assert np.mean(with_b) > np.mean(without_b) and np.mean(with_b) > 0.99
+
+
+# ----------------------------------------------------------------------------- model and loss
+@pytest.fixture(scope="module")
+def one_thread():
+    """Train on one torch thread: on the shared 2-core box, 2 threads ran 16x slower under load."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_model_shapes_and_bad_size():
+    model = InstanceSegmenter(base=8, levels=3)
+    out = model(torch.randn(2, 3, 32, 40))
+    assert out["fg"].shape == (2, 1, 32, 40) and out["offset"].shape == (2, 2, 32, 40)
+    assert out["boundary"].shape == (2, 1, 32, 40)
+    with pytest.raises(ValueError, match="divisible"):
+        model(torch.randn(1, 3, 36, 40))
+    with pytest.raises(ValueError, match="b 3 h w"):
+        model(torch.randn(1, 1, 32, 32))
+
+
+def test_loss_is_zero_ish_on_perfect_prediction():
+    labs = torch.from_numpy(np.stack([make_discs(np.random.default_rng(3), 32, 5)[1]]))
+    fg, off, bnd = instance_targets_torch(labs)
+    perfect_out = dict(fg=(fg * 2 - 1) * 30, offset=off, boundary=(bnd * 2 - 1) * 30)
+    total, parts = siseg_loss(perfect_out, labs)
+    assert parts["offset"] == 0 and total < 1e-6
+    wrong = dict(fg=-perfect_out["fg"], offset=off + 3, boundary=-perfect_out["boundary"])
+    total_w, parts_w = siseg_loss(wrong, labs)
+    assert parts_w["offset"] == pytest.approx(3.0) and parts_w["fg"] > 10 and parts_w["boundary"] > 10
+
+
+def test_training_reduces_loss_and_changes_weights(one_thread):
+    torch.manual_seed(0)
+    model = InstanceSegmenter(base=8, levels=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    logged = []
+    hist = train_segmenter(model, disc_sampler(0, 32), steps=30, batch_size=4, lr=2e-3, progress=False,
+                           log_fn=lambda s, d: logged.append(s))
+    assert len(hist) == 30 and logged == list(range(30))
+    assert all(np.isfinite(h["total"]) for h in hist)
+    assert np.mean([h["total"] for h in hist[-5:]]) < 0.5 * np.mean([h["total"] for h in hist[:5]])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# ----------------------------------------------------------------------------- learning and inference
+@pytest.fixture(scope="module")
+def trained(one_thread) -> InstanceSegmenter:
+    """~10-20 s on one core."""
+    torch.manual_seed(0)
+    model = InstanceSegmenter(base=8, levels=3)
+    train_segmenter(model, disc_sampler(1), steps=200, batch_size=8, lr=3e-3, progress=False)
+    return model
+
+
+@pytest.mark.slow
+def test_learns_to_split_touching_discs(trained):
+    rng = np.random.default_rng(123)
+    tests = [make_discs(rng, 96, 22) for _ in range(3)]
+    gt = [lab for _, lab in tests]
+    cc_frac = np.mean([matched_fraction(lab, ndimage.label(lab > 0)[0]) for lab in gt])
+    assert cc_frac < 0.7, "data too easy: connected components alone would pass"
+    fracs = []
+    for img, lab in tests:
+        pred, maps = predict_instances(trained, to_uint8(img))
+        assert pred.shape == lab.shape and pred.dtype == np.uint16
+        assert maps["offset"].shape == (2, 96, 96) and 0 <= maps["fg"].min() <= maps["fg"].max() <= 1
+        fracs.append(matched_fraction(lab, pred))
+    assert np.mean(fracs) >= 0.7, f"matched fraction {fracs}, connected components {cc_frac:.2f}"
+
+
+@pytest.mark.slow
+def test_tiled_prediction_matches_whole_image(trained):
+    img, lab = make_discs(np.random.default_rng(7), 96, 22)
+    whole, mw = predict_instances(trained, to_uint8(img))
+    tiled, mt = predict_instances(trained, to_uint8(img), tile=64, overlap=16)
+    assert matched_fraction(whole, tiled, thr=0.9) >= 0.95
+    fg = mw["fg"] > 0.5
+    assert np.abs(mw["fg"] - mt["fg"]).mean() < 0.01 and np.abs(mw["boundary"] - mt["boundary"]).mean() < 0.01
+    assert np.abs(mw["offset"] - mt["offset"])[:, fg].mean() < 0.5
+    with pytest.raises(ValueError, match="tile"):
+        predict_instances(trained, to_uint8(img), tile=60)
+    with pytest.raises(ValueError, match="overlap"):
+        predict_instances(trained, to_uint8(img), tile=64, overlap=32)
+
+
+def test_offset_to_rgb_encodes_direction_and_magnitude():
+    off = np.zeros((2, 2, 3), np.float32)
+    off[:, 0, 1] = (0, 4)     # right, full magnitude
+    off[:, 0, 2] = (0, -4)    # left
+    off[:, 1, 0] = (0, 2)     # right, half magnitude
+    rgb = offset_to_rgb(off)
+    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 0).all()                                    # zero offset is black
+    assert not np.array_equal(rgb[0, 1], rgb[0, 2])                  # opposite directions differ
+    assert rgb[0, 1].max() == 255 and abs(int(rgb[1, 0].max()) - 128) <= 1
+    with pytest.raises(ValueError, match="offset"):
+        offset_to_rgb(np.zeros((3, 4, 4)))
