@@ -15,7 +15,7 @@ RUN ?= $(PROFILE)
 RUN_DIR := runs/$(RUN)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: help setup run-all test bench lab clean
+.PHONY: help setup run-all test notebooks bench lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ run-all: $(STAMP) ## execute every notebook in order with papermill into runs/$(
 test: $(STAMP) ## pytest on tests/ and nbval on notebooks/ (smoke profile)
 	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider tests
 	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
+
+notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb in the smoke profile and store their outputs (NB=... for some)
+	OMP_NUM_THREADS=1 $(PY) tools/refresh_notebooks.py $(NB)
 
 bench: $(STAMP) ## speed / memory benchmarks -> table + bench/results.json
 	$(PY) bench/run.py

@@ -1,0 +1,281 @@
+"""Task 1: foreground segmentation of category-specific images that have only box annotations.
+
+Each training step cuts the object out of its box window with the segmenting provider's soft mask,
+moves it with the layout module, and alpha-composes it onto a background window taken from *another*
+image, away from that image's box. The critic compares composites with real box windows. A mask that
+is too big carries its old background along (a visible seam), one that is too small cuts the object:
+both look fake; the area penalty removes everything the critic does not need.
+
+Inference: S(window) pasted back into the image at the box -> threshold 0.5 -> binary mask.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.autograd.profiler import record_function
+from tqdm.auto import tqdm
+
+from . import config as C
+from .data import CubDataset, resolve_dataset, save_png_atomic
+from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
+from .metrics import foreground_scores
+from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
+from .train import Trainer, atomic_write_text, resolve_device, seed_everything
+
+
+# ----------------------------------------------------------------------------- data: box windows
+def window_rect(box: tuple[float, float, float, float], height: int, width: int, scale: float) -> tuple[int, int, int, int]:
+    """The box grown by `scale` about its centre, shifted (then clipped) to lie inside the image: x0, y0, w, h."""
+    x, y, w, h = box
+    ww, wh = min(width, max(2, round(w * scale))), min(height, max(2, round(h * scale)))
+    x0 = int(np.clip(round(x + w / 2 - ww / 2), 0, width - ww))
+    y0 = int(np.clip(round(y + h / 2 - wh / 2), 0, height - wh))
+    return x0, y0, ww, wh
+
+
+@dataclass
+class WindowSet:
+    """Box windows of a split, resized to size x size (uint8, kept compact; cast per batch)."""
+
+    windows: torch.Tensor  # n 3 s s uint8
+    boxes: torch.Tensor  # n 1 s s uint8 {0, 1}: where the box lies in the window
+    rects: np.ndarray  # n 4 int: window x0, y0, w, h in image pixels
+    image_boxes: np.ndarray  # n 4 float: the annotated boxes
+    image_sizes: np.ndarray  # n 2 int: h, w
+    names: list[str]
+    gt: list[np.ndarray | None]  # GT masks, evaluation only
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def prepare_windows(dataset: CubDataset, size: int, scale: float, keep_gt: bool = True, progress: bool = True) -> WindowSet:
+    windows, boxes, rects, iboxes, sizes, names, gts = [], [], [], [], [], [], []
+    for i in tqdm(range(len(dataset)), desc="windows", disable=not progress, leave=False):
+        s = dataset[i]
+        h, w = s.image.shape[:2]
+        x0, y0, ww, wh = window_rect(s.box, h, w, scale)
+        crop = cv2.resize(s.image[y0:y0 + wh, x0:x0 + ww], (size, size), interpolation=cv2.INTER_AREA)
+        bx, by, bw, bh = s.box
+        inside = np.zeros((size, size), np.uint8)
+        c0, c1 = int(np.floor((bx - x0) / ww * size)), int(np.ceil((bx + bw - x0) / ww * size))
+        r0, r1 = int(np.floor((by - y0) / wh * size)), int(np.ceil((by + bh - y0) / wh * size))
+        inside[max(r0, 0):r1, max(c0, 0):c1] = 1
+        windows.append(torch.from_numpy(crop).permute(2, 0, 1))
+        boxes.append(torch.from_numpy(inside)[None])
+        rects.append((x0, y0, ww, wh))
+        iboxes.append(s.box)
+        sizes.append((h, w))
+        names.append(s.name)
+        gts.append(s.mask if keep_gt else None)
+    return WindowSet(torch.stack(windows), torch.stack(boxes), np.array(rects), np.array(iboxes, float),
+                     np.array(sizes), names, gts)
+
+
+def background_bank(dataset: CubDataset, size: int, per_image: int, rng: np.random.Generator,
+                    progress: bool = True) -> torch.Tensor:
+    """Patches that do not touch any annotated box: backgrounds onto which instances are pasted.
+
+    Patch sides are drawn between 30% and 90% of the image's short side; a patch that would meet the
+    (slightly grown) box is redrawn. Images whose box leaves no room contribute nothing.
+    """
+    patches = []
+    for i in tqdm(range(len(dataset)), desc="backgrounds", disable=not progress, leave=False):
+        s = dataset[i]
+        h, w = s.image.shape[:2]
+        bx, by, bw, bh = s.box
+        gx0, gy0, gx1, gy1 = bx - 0.05 * bw, by - 0.05 * bh, bx + 1.05 * bw, by + 1.05 * bh
+        got = 0
+        for _ in range(60):
+            side = int(rng.uniform(0.3, 0.9) * min(h, w))
+            if side < 8:
+                break
+            x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            if x0 < gx1 and x0 + side > gx0 and y0 < gy1 and y0 + side > gy0:
+                continue
+            crop = cv2.resize(s.image[y0:y0 + side, x0:x0 + side], (size, size), interpolation=cv2.INTER_AREA)
+            patches.append(torch.from_numpy(crop).permute(2, 0, 1))
+            got += 1
+            if got == per_image:
+                break
+    if not patches:
+        raise ValueError("no background patch could be cut outside the boxes: every box covers (nearly) its whole image")
+    return torch.stack(patches)  # m 3 s s uint8
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 127.5 - 1
+
+
+class Task1Batches:
+    """Random batches on the device: windows with their boxes, backgrounds, and (other) real windows."""
+
+    def __init__(self, train: WindowSet, bank: torch.Tensor, batch_size: int, device: torch.device):
+        self.windows, self.boxes = train.windows.to(device), train.boxes.to(device)
+        self.bank, self.batch_size, self.device = bank.to(device), batch_size, device
+        self.box_frac = self.boxes.float().mean((1, 2, 3))  # n
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        n, b = len(self.windows), self.batch_size
+        i = torch.randint(n, (b,), device=self.device)
+        j = torch.randint(n, (b,), device=self.device)
+        k = torch.randint(len(self.bank), (b,), device=self.device)
+        win, box = _to_float(self.windows[i]), self.boxes[i].float()
+        flip = torch.rand(b, device=self.device) < 0.5  # the same flip for a window and its box
+        win = torch.where(flip[:, None, None, None], win.flip(3), win)
+        box = torch.where(flip[:, None, None, None], box.flip(3), box)
+        real = _to_float(self.windows[j])
+        real = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], real.flip(3), real)
+        bg = _to_float(self.bank[k])
+        bg = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], bg.flip(3), bg)
+        return {"window": win, "box": box, "box_frac": self.box_frac[i], "background": bg, "real": real}
+
+
+# ----------------------------------------------------------------------------- the method
+class IndependencePriorTask1:
+    """Loss/step object: segmenting provider + layout + composition vs a spectral-norm critic."""
+
+    code_dim = 16
+
+    def __init__(self, cfg: C.Task1Config, device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device)
+        self.layout = Layout(self.code_dim, cfg.pose_scale, cfg.pose_rotation_deg, cfg.pose_translation).to(device)
+        self.D = Discriminator(cfg.image_size, cfg.d_base).to(device)
+        self.ema = EMA(self.provider, cfg.ema_decay)
+        g_params = list(self.provider.parameters()) + list(self.layout.parameters())
+        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+        self.amp = cfg.amp and device.type == "cuda"
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"provider": self.provider, "layout": self.layout, "D": self.D, "provider_ema": self.ema.module}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def generate(self, batch: dict[str, torch.Tensor], provider: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """providers -> layout -> composition for one batch; returns every intermediate (for figures too)."""
+        a, m = (provider or self.provider)(batch["window"], batch["box"])  # b 3 s s, b 1 s s
+        pose = self.layout(torch.randn(a.shape[0], self.code_dim, device=a.device))
+        A, M = warp(a, m, pose_to_theta(pose), a.shape[-2:])
+        fake, visible = compose(batch["background"], [(A, M)])
+        return {"a": a, "m": m, "A": A, "M": M, "fake": fake, "visible": visible}
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.diffaug))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.generate(batch)
+            with record_function("Dmain"):
+                self.D.requires_grad_(True)
+                real = batch["real"].requires_grad_(cfg.r1_gamma > 0)
+                d_real, d_fake = self.D(aug(real)), self.D(aug(out["fake"].detach()))
+                loss_d = d_hinge(d_real.float(), d_fake.float())
+                if cfg.r1_gamma > 0:
+                    loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real, d_real.float())
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+            with record_function("Gmain"):
+                self.D.requires_grad_(False)
+                adv = g_hinge(self.D(aug(out["fake"])).float())
+                m = out["m"].float()
+                area = area_penalty(m, norm=batch["box_frac"], eta=cfg.area_min)
+                binar = binarisation_penalty(m)
+                loss_g = adv + cfg.lambda_area * area + cfg.lambda_bin * binar
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        self.ema.update(self.provider)
+        mask_frac = (m.flatten(1).mean(1) / batch["box_frac"]).mean()
+        return {"loss/D": loss_d.detach(), "loss/G_adv": adv.detach(), "loss/area": area.detach(),
+                "loss/bin": binar.detach(), "mask/area_of_box": mask_frac.detach(),
+                "D/real": d_real.detach().float().mean(), "D/fake": d_fake.detach().float().mean()}
+
+
+# ----------------------------------------------------------------------------- inference
+@torch.no_grad()
+def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+    provider.eval()
+    out = []
+    for s in range(0, len(ws), batch_size):
+        win = _to_float(ws.windows[s:s + batch_size].to(device))
+        out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, 1, 1, 1)  # n 1 s s
+
+
+def paste_mask(prob: np.ndarray, rect: tuple[int, int, int, int], box: tuple[float, ...], image_hw: tuple[int, int]) -> np.ndarray:
+    """A window mask (s x s, in [0, 1]) back into the full image; zero outside the box. float32 h w."""
+    x0, y0, ww, wh = (int(v) for v in rect)
+    full = np.zeros(tuple(int(v) for v in image_hw), np.float32)
+    full[y0:y0 + wh, x0:x0 + ww] = cv2.resize(prob.astype(np.float32), (ww, wh), interpolation=cv2.INTER_LINEAR)
+    bx, by, bw, bh = box
+    inside = np.zeros_like(full, bool)
+    inside[int(np.floor(by)):int(np.ceil(by + bh)), int(np.floor(bx)):int(np.ceil(bx + bw))] = True
+    return full * inside
+
+
+def full_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device) -> list[np.ndarray]:
+    probs = predict_window_masks(provider, ws, device)[:, 0].numpy()
+    return [paste_mask(p, r, b, hw) for p, r, b, hw in zip(probs, ws.rects, ws.image_boxes, ws.image_sizes)]
+
+
+def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, threshold: float = 0.5) -> dict[str, Any]:
+    """Foreground scores of thresholded masks against GT (images without GT are skipped)."""
+    probs = full_masks(provider, ws, device)
+    pairs = [(p >= threshold, g) for p, g in zip(probs, ws.gt) if g is not None]
+    if not pairs:
+        return {"n_images": 0}
+    return foreground_scores([p for p, _ in pairs], [g for _, g in pairs])
+
+
+# ----------------------------------------------------------------------------- the whole experiment
+def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, progress: bool = True,
+              cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
+    """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    root = resolve_dataset(cfg.dataset, cache_dir)
+    train_ds, test_ds = CubDataset(root, "train"), CubDataset(root, "test")
+    train = prepare_windows(train_ds, cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
+    test = prepare_windows(test_ds, cfg.image_size, cfg.window_scale, progress=progress)
+    bank = background_bank(train_ds, cfg.image_size, cfg.bg_per_image, np.random.default_rng(cfg.seed), progress)
+    method = IndependencePriorTask1(cfg, device)
+    batches = Task1Batches(train, bank, cfg.batch_size, device)
+
+    def monitor(step: int) -> dict[str, float]:  # monitoring only: nothing is selected by it
+        scores = evaluate(method.ema.module, test, device)
+        return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
+
+    trainer = Trainer(method, out_dir, C.to_dict(cfg), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                      eval_every=cfg.eval_every, eval_fn=monitor, progress=progress)
+    trainer.fit(batches, cfg.steps, resume=resume)
+    train_seconds = time.perf_counter() - t0
+
+    probs = full_masks(method.ema.module, test, device)
+    for name, prob in zip(test.names, probs):
+        save_png_atomic(out_dir / "masks" / (str(Path(name).with_suffix("")) + ".png"), ((prob >= 0.5) * 255).astype(np.uint8))
+    metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(test), "profile": cfg.profile,
+                               "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps}
+    pairs = [(p >= 0.5, g) for p, g in zip(probs, test.gt) if g is not None]
+    if pairs:
+        s = foreground_scores([p for p, _ in pairs], [g for _, g in pairs])
+        metrics.update(acc=s["acc_mean"], iou_mean=s["iou_mean"], iou_pooled=s["iou_pooled"],
+                       acc_pooled=s["acc_pooled"], n_with_gt=len(pairs))
+        whole_box = [paste_mask(np.ones(test.windows.shape[-2:]), r, b, hw) > 0.5
+                     for r, b, hw, g in zip(test.rects, test.image_boxes, test.image_sizes, test.gt) if g is not None]
+        metrics["whole_box_iou_mean"] = foreground_scores(whole_box, [g for _, g in pairs])["iou_mean"]
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["train_seconds"] = round(train_seconds, 1)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics

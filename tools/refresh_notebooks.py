@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Re-run the workbook's notebooks in the smoke profile and store their outputs, minus the noise.
+
+    .venv/bin/python tools/refresh_notebooks.py                              # every notebooks/NN_*.ipynb
+    .venv/bin/python tools/refresh_notebooks.py notebooks/02_training.ipynb  # just these
+
+Why: the committed notebooks carry the outputs of a small, deterministic smoke run, so a reader sees
+figures without running anything and nbval (`make test`) has reference outputs to compare.
+
+Each notebook is executed by papermill (kernel `indprior`, cwd `notebooks/`, INDPRIOR_PROFILE=smoke,
+on the CPU) into a temp file, with `out_dir` / `run_root` inside a fresh temp folder: runs resume from
+checkpoints, so a stale run under runs/ must not leak into the stored outputs. Then the noise is
+stripped (papermill metadata, execution timings, the injected-parameters cell, empty tags, widget
+state, the Python version), execution counts are renumbered 1..n (nbval skips cells without one), and
+the notebook is replaced atomically. A notebook that fails is left as it was; the script goes on with
+the others and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import papermill as pm
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+KERNEL = "indprior"
+
+
+def strip_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop everything that changes from run to run without the content changing."""
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    count = 0
+    for cell in nb.cells:
+        meta = cell.get("metadata", {})
+        for key in ("papermill", "execution", "collapsed", "scrolled", "ExecuteTime"):
+            meta.pop(key, None)
+        if not meta.get("tags"):
+            meta.pop("tags", None)
+        if cell.cell_type == "code":  # renumbered 1..n: nbval takes a cell without a count as unrun
+            count += 1
+            cell.execution_count = count
+            for out in cell.outputs:
+                if "execution_count" in out:
+                    out["execution_count"] = count
+    keep = {"kernelspec": nb.metadata.get("kernelspec", {}), "language_info": {"name": "python"}}
+    nb.metadata = nbformat.from_dict(keep)
+    return nb
+
+
+def refresh(path: Path, scratch: Path) -> float:
+    """Execute `path` into a temp file, strip it, and atomically replace `path`. Returns seconds."""
+    name = path.stem
+    executed = scratch / f"{name}.executed.ipynb"
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(path), str(executed), kernel_name=KERNEL, cwd=str(path.parent),
+                        parameters={"out_dir": str(scratch / "runs" / name), "run_root": str(scratch / "runs")},
+                        progress_bar=False, log_output=False)
+    seconds = time.perf_counter() - t0
+    nb = strip_noise(nbformat.read(executed, as_version=4))
+    nbformat.validate(nb)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to refresh (default: every notebooks/NN_*.ipynb)")
+    args = parser.parse_args(argv)
+    paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        parser.error(f"no such notebook: {', '.join(missing)}")
+    os.environ["INDPRIOR_PROFILE"] = "smoke"  # the kernel inherits it: config.default_profile() -> smoke
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU: the stored outputs must not depend on the refresher's GPU
+    show = lambda p: p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
+    failed = []
+    scratch = Path(tempfile.mkdtemp(prefix="refresh_notebooks."))
+    try:
+        for path in paths:
+            try:
+                seconds = refresh(path, scratch)
+                print(f"refreshed {show(path)} in {seconds:.1f} s", flush=True)
+            except Exception as err:  # noqa: BLE001 - report it, keep the notebook, go on with the rest
+                failed.append(path.name)
+                print(f"FAILED {show(path)} (left unchanged): {type(err).__name__}: {err}",
+                      file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
