@@ -105,3 +105,23 @@ def test_learning_beats_the_whole_box_mask(tmp_path):
     print(metrics)
     assert metrics["iou_mean"] > metrics["whole_box_iou_mean"] + 0.1, metrics
     assert metrics["iou_mean"] > 0.55, metrics
+
+
+def test_resume_with_another_config_is_a_clear_error(tiny_root, tmp_path):
+    cfg, method, batches = _method_and_batches(tiny_root)
+    Trainer(method, tmp_path, C.to_dict(cfg), ckpt_every=2, progress=False).fit(batches, 2)
+    other = C.to_dict(cfg) | {"lambda_area": 0.5, "steps": 10}  # steps may change, lambda_area may not
+    with pytest.raises(ValueError, match="lambda_area: 1.0 -> 0.5"):
+        Trainer(method, tmp_path, other, progress=False).fit(batches, 4)
+
+
+def test_load_run_and_sample_composites(tiny_root, tmp_path):
+    from indprior.task1 import load_run, sample_composites
+    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=2)
+    run_task1(cfg, tmp_path, progress=False)
+    cfg2, method = load_run(tmp_path)
+    assert cfg2 == cfg
+    train = prepare_windows(CubDataset(tiny_root, "train"), cfg.image_size, cfg.window_scale, progress=False)
+    bank = background_bank(CubDataset(tiny_root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
+    out = sample_composites(method, train, bank, n=3)
+    assert out["fake"].shape == (3, 3, cfg.image_size, cfg.image_size) and out["visible"].shape[1] == 1

@@ -27,7 +27,7 @@ from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
-from .train import Trainer, atomic_write_text, resolve_device, seed_everything
+from .train import Trainer, atomic_write_text, load_checkpoint, resolve_device, seed_everything
 
 
 # ----------------------------------------------------------------------------- data: box windows
@@ -110,7 +110,8 @@ def background_bank(dataset: CubDataset, size: int, per_image: int, rng: np.rand
     return torch.stack(patches)  # m 3 s s uint8
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]."""
     return x.float() / 127.5 - 1
 
 
@@ -127,13 +128,13 @@ class Task1Batches:
         i = torch.randint(n, (b,), device=self.device)
         j = torch.randint(n, (b,), device=self.device)
         k = torch.randint(len(self.bank), (b,), device=self.device)
-        win, box = _to_float(self.windows[i]), self.boxes[i].float()
+        win, box = to_float(self.windows[i]), self.boxes[i].float()
         flip = torch.rand(b, device=self.device) < 0.5  # the same flip for a window and its box
         win = torch.where(flip[:, None, None, None], win.flip(3), win)
         box = torch.where(flip[:, None, None, None], box.flip(3), box)
-        real = _to_float(self.windows[j])
+        real = to_float(self.windows[j])
         real = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], real.flip(3), real)
-        bg = _to_float(self.bank[k])
+        bg = to_float(self.bank[k])
         bg = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], bg.flip(3), bg)
         return {"window": win, "box": box, "box_frac": self.box_frac[i], "background": bg, "real": real}
 
@@ -200,13 +201,34 @@ class IndependencePriorTask1:
                 "D/real": d_real.detach().float().mean(), "D/fake": d_fake.detach().float().mean()}
 
 
+def load_run(out_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C.Task1Config, IndependencePriorTask1]:
+    """Rebuild the method of a finished (or interrupted) run from its checkpoint; the config is inside."""
+    path = Path(out_dir) / "checkpoint.pt"
+    state = load_checkpoint(path)
+    cfg = C.from_dict(C.Task1Config, state["config"])
+    method = IndependencePriorTask1(cfg, torch.device(device))
+    load_checkpoint(path, method, map_location=device)
+    return cfg, method
+
+
+@torch.no_grad()
+def sample_composites(method: IndependencePriorTask1, windows: WindowSet, bank: torch.Tensor, n: int = 8,
+                      use_ema: bool = True) -> dict[str, torch.Tensor]:
+    """Composites of the (EMA) provider on `n` random windows: for figures. Returns generate()'s dict + batch."""
+    batch = Task1Batches(windows, bank, n, method.device)(0)
+    method.layout.eval()
+    out = method.generate(batch, method.ema.module if use_ema else method.provider)
+    method.layout.train()
+    return {**batch, **out}
+
+
 # ----------------------------------------------------------------------------- inference
 @torch.no_grad()
 def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64) -> torch.Tensor:
     provider.eval()
     out = []
     for s in range(0, len(ws), batch_size):
-        win = _to_float(ws.windows[s:s + batch_size].to(device))
+        win = to_float(ws.windows[s:s + batch_size].to(device))
         out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 1, 1, 1)  # n 1 s s
 

@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
+# fields a resumed run may change: how long and how often, and where it runs
+RESUME_MAY_CHANGE = {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "num_workers", "amp"}
 
 
 class TrainingError(RuntimeError):
@@ -171,7 +173,13 @@ class Trainer:
         path = self.out_dir / CHECKPOINT
         if not path.is_file():
             return False
-        state = load_checkpoint(path, self.method)
+        state = load_checkpoint(path)
+        changed = sorted(k for k in set(state["config"]) | set(self.config)
+                         if k not in RESUME_MAY_CHANGE and state["config"].get(k) != self.config.get(k))
+        if changed:
+            diffs = ", ".join(f"{k}: {state['config'].get(k)!r} -> {self.config.get(k)!r}" for k in changed)
+            raise ValueError(f"{path} was trained with another config ({diffs}); use another out_dir or resume=False")
+        load_checkpoint(path, self.method)
         _set_rng_state(state["rng"])
         self.step = state["step"]
         log = self.out_dir / LOG
