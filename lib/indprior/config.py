@@ -53,15 +53,15 @@ class Task1Config:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.0, 0.9)  # torch 2.13 rejects the int 0
-    unet_base: int = 32
-    unet_levels: int = 4
+    unet_base: int = 16
+    unet_levels: int = 3
     d_base: int = 32
     lambda_area: float = 1.0  # x (mask area / box area)
     area_min: float = 0.0  # the area penalty bites only above this fraction of the box
     lambda_bin: float = 0.1
     r1_gamma: float = 0.0
-    diffaug: str = "translation,cutout,color"
-    ema_decay: float = 0.995
+    diffaug: str = "translation,cutout"  # with colour jitter (and EMA 0.995) IoU was 0.31 at step 250, without 0.56
+    ema_decay: float = 0.99
     pose_scale: tuple[float, float] = (0.9, 1.1)
     pose_rotation_deg: float = 10.0
     pose_translation: float = 0.1
@@ -72,6 +72,7 @@ class Task1Config:
     log_every: int = 25
     amp: bool = True  # bf16 autocast, CUDA only
     num_workers: int = 0
+    refine: str = "grabcut"  # "grabcut": also report GrabCut initialised from the learned mask (own row); "none"
 
 
 TASK1_PROFILES: dict[str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm
 
 from . import config as C
+from .baselines import grabcut_refine
 from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
 from .metrics import foreground_scores
@@ -259,10 +260,22 @@ def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, thr
 
 
 # ----------------------------------------------------------------------------- the whole experiment
+def mask_file(image_name: str) -> str:
+    """'001.Kite/kite_0001.jpg' -> '001.Kite/kite_0001.png': masks mirror the images/ folders."""
+    return str(Path(image_name).with_suffix(".png"))
+
+
+def _scores(preds: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
+    s = foreground_scores(preds, gts)
+    return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
+            "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
+
 def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, progress: bool = True,
               cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
     """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
     t0 = time.perf_counter()
+    if cfg.refine not in ("grabcut", "none"):
+        raise C.ConfigError(f"refine={cfg.refine!r}; expected 'grabcut' or 'none'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -286,17 +299,25 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
 
     probs = full_masks(method.ema.module, test, device)
     for name, prob in zip(test.names, probs):
-        save_png_atomic(out_dir / "masks" / (str(Path(name).with_suffix("")) + ".png"), ((prob >= 0.5) * 255).astype(np.uint8))
+        save_png_atomic(out_dir / "masks" / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(test), "profile": cfg.profile,
-                               "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps}
-    pairs = [(p >= 0.5, g) for p, g in zip(probs, test.gt) if g is not None]
-    if pairs:
-        s = foreground_scores([p for p, _ in pairs], [g for _, g in pairs])
-        metrics.update(acc=s["acc_mean"], iou_mean=s["iou_mean"], iou_pooled=s["iou_pooled"],
-                       acc_pooled=s["acc_pooled"], n_with_gt=len(pairs))
+                               "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
+                               "model": "EMA provider at the last step (no checkpoint selection)",
+                               "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
+    has_gt = [g is not None for g in test.gt]
+    gts = [g for g in test.gt if g is not None]
+    if gts:
+        metrics.update(_scores([p >= 0.5 for p, ok in zip(probs, has_gt) if ok], gts))
         whole_box = [paste_mask(np.ones(test.windows.shape[-2:]), r, b, hw) > 0.5
-                     for r, b, hw, g in zip(test.rects, test.image_boxes, test.image_sizes, test.gt) if g is not None]
-        metrics["whole_box_iou_mean"] = foreground_scores(whole_box, [g for _, g in pairs])["iou_mean"]
+                     for r, b, hw, ok in zip(test.rects, test.image_boxes, test.image_sizes, has_gt) if ok]
+        metrics["whole_box_iou_mean"] = foreground_scores(whole_box, gts)["iou_mean"]
+    if cfg.refine == "grabcut":  # a second stage, reported as its own row
+        refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
+                   for i in tqdm(range(len(test)), desc="grabcut refine", disable=not progress, leave=False)]
+        for name, mask in zip(test.names, refined):
+            save_png_atomic(out_dir / "masks_refined" / mask_file(name), (mask * 255).astype(np.uint8))
+        if gts:
+            metrics["refined_grabcut"] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
