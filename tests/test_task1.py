@@ -97,14 +97,14 @@ def test_run_task1_smoke_writes_masks_and_metrics(tiny_root, tmp_path):
 
 @pytest.mark.slow
 def test_learning_beats_the_whole_box_mask(tmp_path):
-    """A few hundred steps at 32 px must lift test IoU well above the trivial whole-box mask."""
-    root = resolve_dataset("synthetic", tmp_path, synth_kwargs=dict(n_images=120, n_test=30, image_size=96))
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", steps=400, batch_size=16,
-                        unet_base=12, unet_levels=3, d_base=16, eval_every=0, ckpt_every=0, ema_decay=0.98)
+    """A few hundred steps with the cpu profile's networks lift test IoU well above the whole-box mask."""
+    root = resolve_dataset("synthetic", tmp_path)  # the default set: 180 train / 60 test images, 160 px
+    cfg = C.make_config(C.Task1Config, "cpu", dataset=f"cub:{root}", steps=400, eval_every=0, ckpt_every=0,
+                        refine="none")
     metrics = run_task1(cfg, tmp_path / "run", progress=False)
     print(metrics)
     assert metrics["iou_mean"] > metrics["whole_box_iou_mean"] + 0.1, metrics
-    assert metrics["iou_mean"] > 0.55, metrics
+    assert metrics["iou_mean"] > 0.54, metrics
 
 
 def test_resume_with_another_config_is_a_clear_error(tiny_root, tmp_path):
@@ -125,3 +125,17 @@ def test_load_run_and_sample_composites(tiny_root, tmp_path):
     bank = background_bank(CubDataset(tiny_root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
     out = sample_composites(method, train, bank, n=3)
     assert out["fake"].shape == (3, 3, cfg.image_size, cfg.image_size) and out["visible"].shape[1] == 1
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_profile_models_build_and_step_on_cpu(profile):
+    """The real profiles' networks fit together at their resolution (one tiny-batch step on the CPU)."""
+    cfg = C.make_config(C.Task1Config, profile)
+    method = IndependencePriorTask1(cfg, torch.device("cpu"))
+    s, b = cfg.image_size, 2
+    box = torch.zeros(b, 1, s, s)
+    box[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
+    batch = {"window": torch.rand(b, 3, s, s) * 2 - 1, "box": box, "box_frac": box.mean((1, 2, 3)),
+             "background": torch.rand(b, 3, s, s) * 2 - 1, "real": torch.rand(b, 3, s, s) * 2 - 1}
+    stats = method.train_step(batch, 0)
+    assert all(torch.isfinite(v) for v in stats.values())

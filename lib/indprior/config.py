@@ -48,7 +48,7 @@ class Task1Config:
     device: str = "auto"
     image_size: int = 64  # side of the square window around each box, in pixels, fed to the mask net
     window_scale: float = 1.3  # window side = window_scale * max(box w, box h)
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 16
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -56,7 +56,7 @@ class Task1Config:
     unet_base: int = 16
     unet_levels: int = 3
     d_base: int = 32
-    lambda_area: float = 1.0  # x (mask area / box area)
+    lambda_area: float = 0.5  # x (mask area / box area); 1.0 shrank masks below the object (0.58 vs 0.63 IoU at 500 steps)
     area_min: float = 0.0  # the area penalty bites only above this fraction of the box
     lambda_bin: float = 0.1
     r1_gamma: float = 0.0

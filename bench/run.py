@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Speed and memory of the workbook's methods: `make bench` prints a table and writes bench/results.json.
+
+    .venv/bin/python bench/run.py                       # everything (~5-10 min on 2 CPU cores)
+    .venv/bin/python bench/run.py --quick               # fewer repeats: a smoke check
+    .venv/bin/python bench/run.py --only provider-infer,grabcut-infer@160 --out /tmp/r.json
+
+What is timed, all in this one process, with the model sizes of the `cpu` profile (`paper` on CUDA):
+  prior-train@64/128   IndependencePriorTask1.train_step (D step + G step + EMA) on random batches of 16
+  redo-train@64/128    ReDO.train_step (G/M/Z step + D step; every region redrawn: 32 fakes) on random batches of 16
+  provider-infer@128   the segmenting provider (EMA U-Net's architecture) on 64 windows, no grad
+  grabcut-infer@160/400  OpenCV GrabCut from the box, one synthetic image at a time (160 px: the synthetic set;
+                         400 px: about a CUB image)
+Each number is the median over `repeats` timed calls after warm-up calls. ReDO at 128 px costs ~20 s per
+step on 2 cores, so it gets fewer repeats (see `repeats` in the table). Peak memory: ru_maxrss is the
+process's peak so far (the jobs run from small to large, so it grows with the first job that needs more);
+on CUDA, torch.cuda.max_memory_allocated is reset per job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from indprior import config as C
+from indprior.baselines import grabcut_box
+from indprior.compare import cpu_model, hardware
+from indprior.models import SegmentingProvider
+from indprior.redo import ReDO, ReDOConfig
+from indprior.synth import make_kite_image
+from indprior.task1 import IndependencePriorTask1
+from indprior.train import atomic_write_text, resolve_device
+
+HERE = Path(__file__).resolve().parent
+TRAIN_BATCH, INFER_BATCH = 16, 64
+# (name, size, repeats, quick repeats): cheap jobs first, so the process's peak RSS is attributable
+JOBS = [("provider-infer", 128, 10, 2), ("grabcut-infer", 160, 10, 2), ("grabcut-infer", 400, 5, 2),
+        ("prior-train", 64, 10, 2), ("prior-train", 128, 7, 2), ("redo-train", 64, 5, 2), ("redo-train", 128, 3, 1)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[int], Any], repeats: int, warmup: int, device: torch.device) -> list[float]:
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        t = time.perf_counter()
+        fn(i)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times[warmup:]
+
+
+def _images(b: int, s: int, device: torch.device) -> torch.Tensor:
+    return torch.rand(b, 3, s, s, device=device) * 2 - 1  # b 3 s s in [-1, 1]
+
+
+def job(name: str, size: int, profile: str, device: torch.device) -> tuple[Callable[[int], Any], int, str]:
+    """(one timed call, images per call, what it is)."""
+    torch.manual_seed(0)
+    if name == "prior-train":
+        method = IndependencePriorTask1(C.make_config(C.Task1Config, profile, image_size=size, batch_size=TRAIN_BATCH), device)
+        box = torch.zeros(TRAIN_BATCH, 1, size, size, device=device)
+        box[..., size // 8: -size // 8, size // 8: -size // 8] = 1
+        batch = {"window": _images(TRAIN_BATCH, size, device), "box": box, "box_frac": box.mean((1, 2, 3)),
+                 "background": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
+        return (lambda i: method.train_step(batch, i)), TRAIN_BATCH, "independence prior, one training step"
+    if name == "redo-train":
+        method = ReDO(C.make_config(ReDOConfig, profile, image_size=size, batch_size=TRAIN_BATCH), device)
+        batch = {"image": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
+        return (lambda i: method.train_step(batch, i)), TRAIN_BATCH, "ReDO, one training step"
+    if name == "provider-infer":
+        cfg = C.make_config(C.Task1Config, profile, image_size=size)
+        provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device).eval()
+        x, box = _images(INFER_BATCH, size, device), torch.ones(INFER_BATCH, 1, size, size, device=device)
+
+        def infer(i: int) -> None:
+            with torch.no_grad():
+                provider(x, box)
+        return infer, INFER_BATCH, "segmenting provider, inference on a batch of windows"
+    if name == "grabcut-infer":
+        image, mask = make_kite_image(np.random.default_rng(0), size)
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)
+        return (lambda i: grabcut_box(image, box)), 1, "GrabCut from the box (OpenCV, 5 iterations), one image"
+    raise ValueError(f"unknown job {name!r}; expected one of {sorted({j[0] for j in JOBS})}")
+
+
+def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, quick: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    for name, size, repeats in jobs:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        fn, n_images, what = job(name, size, profile, device)
+        times = _timed(fn, repeats, warmup=1 if quick or (name == "redo-train" and size >= 128) else 2, device=device)
+        med = statistics.median(times)
+        rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": n_images, "repeats": repeats,
+                     "seconds_median": round(med, 5), "seconds_min": round(min(times), 5),
+                     "images_per_s": round(n_images / med, 2),
+                     "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                     "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None})
+        print(f"  {rows[-1]['job']:<20} {rows[-1]['images_per_s']:>9.2f} images/s", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = ("job", "batch", "repeats", "seconds_median", "images_per_s", "peak_rss_mib", "peak_cuda_mib")
+    fmt = lambda v: "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [cols] + [tuple(fmt(r[c]) for c in cols) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(c, widths))) for c in cells)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="fewer repeats: a smoke check, not a measurement")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
+    p.add_argument("--profile", default=None, help="model sizes: cpu (default on CPU) | paper (default on CUDA) | smoke")
+    p.add_argument("--only", default=None, help="comma-separated jobs, 'name' or 'name@size' (e.g. provider-infer,redo-train@64)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    profile = C.check_profile(args.profile or ("paper" if device.type == "cuda" else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wanted = None if args.only is None else {w.strip() for w in args.only.split(",") if w.strip()}
+    jobs = [(n, s, q if args.quick else r) for n, s, r, q in JOBS if wanted is None or n in wanted or f"{n}@{s}" in wanted]
+    if not jobs:
+        p.error(f"--only {args.only!r} matches no job; jobs: {', '.join(f'{n}@{s}' for n, s, _, _ in JOBS)}")
+    hw = {"summary": hardware(), "cpu": cpu_model(), "torch_threads": torch.get_num_threads(),
+          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "torch": torch.__version__,
+          "python": platform.python_version(), "device": str(device)}
+    print(f"bench: profile {profile}, device {device}, {hw['summary']}{' (quick)' if args.quick else ''}", file=sys.stderr)
+    t0 = time.perf_counter()
+    rows = run(jobs, profile, device, args.quick)
+    result = {"hardware": hw, "settings": {"profile": profile, "quick": args.quick, "train_batch": TRAIN_BATCH,
+                                           "infer_batch": INFER_BATCH, "statistic": "median over repeats after warm-up",
+                                           "peak_rss": "process peak so far (ru_maxrss), jobs run small to large"},
+              "results": rows, "seconds": round(time.perf_counter() - t0, 1)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, json.dumps(result, indent=2))
+    print(f"\n{hw['summary']}; model sizes: {profile} profile; device {device}\n{table(rows)}\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
