@@ -35,15 +35,15 @@ run-all: $(STAMP) ## execute every notebook in order with papermill into runs/$(
 	@for nb in $(NOTEBOOKS); do \
 	  name=$$(basename $$nb .ipynb); \
 	  echo "== $$name (PROFILE=$(PROFILE) DATA=$(DATA)) -> $(RUN_DIR)/$$name"; \
-	  $(VENV)/bin/papermill $$nb $(RUN_DIR)/$$name.ipynb -k $(KERNEL) --cwd notebooks \
+	  INDPRIOR_HEADLESS=1 $(VENV)/bin/papermill $$nb $(RUN_DIR)/$$name.ipynb -k $(KERNEL) --cwd notebooks \
 	    -p profile $(PROFILE) -p dataset "$(DATA)" -p out_dir "$(abspath $(RUN_DIR))/$$name" \
 	    -p run_root "$(abspath $(RUN_DIR))" || { echo "run-all: notebook $$nb FAILED (executed copy: $(RUN_DIR)/$$name.ipynb)"; exit 1; }; \
 	done
 	@echo "run-all: all notebooks ran; outputs in $(RUN_DIR)/"
 
 test: $(STAMP) ## pytest on tests/ and nbval on notebooks/ (smoke profile)
-	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider tests
-	INDPRIOR_PROFILE=smoke $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
+	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
 
 notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb in the smoke profile and store their outputs (NB=... for some)
 	OMP_NUM_THREADS=1 $(PY) tools/refresh_notebooks.py $(NB)

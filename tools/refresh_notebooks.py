@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
     os.environ["INDPRIOR_PROFILE"] = "smoke"  # the kernel inherits it: config.default_profile() -> smoke
+    os.environ["INDPRIOR_HEADLESS"] = "1"  # explore.show(): static figures, no widget state in stored outputs
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU: the stored outputs must not depend on the refresher's GPU
     show = lambda p: p.relative_to(ROOT) if p.is_relative_to(ROOT) else p
     failed = []

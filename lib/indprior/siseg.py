@@ -292,7 +292,7 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
         raise ValueError(f"overlap: expected 0 <= overlap < tile/2 = {tile // 2}, got {overlap}")
     model.to(device).eval()
     h, w = image.shape[:2]
-    x = torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # 1 3 h w
+    x = torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # 1 3 h w
     if max(h, w) <= tile:
         raw = _run(model, x)  # 4 h w
     else:
