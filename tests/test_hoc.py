@@ -1,0 +1,153 @@
+"""HOC task: size estimate from the data, one GAN step, composites as labelled data, run_hoc end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from indprior import config as C
+from indprior.data import DataError, load_label_map
+from indprior.hoc import (COINS_GT, HOCGAN, HOCConfig, composite_batches, estimate_instance_size,
+                          fill_instance_holes, label_map, run_hoc, upsample_labels)
+from indprior.synth import make_synthetic_hoc
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg() -> HOCConfig:
+    return C.make_config(HOCConfig, "smoke", device="cpu")
+
+
+# ----------------------------------------------------------------------------- size estimate
+@pytest.mark.parametrize("seed,size,radius", [(0, (256, 256), (13, 16)), (1, (256, 256), (13, 16)),
+                                              (2, (128, 128), (10, 12)), (3, (160, 224), (7, 9))])
+def test_size_estimate_within_25_percent_on_synthetic(seed, size, radius):
+    image, _ = make_synthetic_hoc(seed=seed, size=size, n_instances=(4, 40), radius=radius)
+    truth = radius[0] + radius[1]  # mean diameter
+    assert abs(estimate_instance_size(image) / truth - 1) <= 0.25
+
+
+def test_size_estimate_on_coins_matches_hand_checked_gt():
+    gt = load_label_map(COINS_GT)
+    areas = np.bincount(gt.ravel())[1:]
+    truth = float(np.median(2 * np.sqrt(areas / np.pi)))  # 43.4 px
+    est = estimate_instance_size(np.repeat(skimage.data.coins()[..., None], 3, 2))
+    assert len(areas) == 24 and abs(est / truth - 1) <= 0.25
+
+
+def test_size_estimate_rejects_bad_input():
+    with pytest.raises(ValueError, match="image"):
+        estimate_instance_size(np.zeros((64, 64), np.uint8))
+
+
+# ----------------------------------------------------------------------------- the GAN
+def test_one_train_step_changes_parameters_and_losses_are_finite(smoke_cfg):
+    torch.manual_seed(0)
+    gan = HOCGAN(smoke_cfg, "cpu")
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in gan.modules().items() if k != "G_ema"}
+    stats = gan.train_step(torch.rand(4, 3, smoke_cfg.crop, smoke_cfg.crop) * 2 - 1, 0)
+    assert stats and all(torch.isfinite(v).all() for v in stats.values())
+    for key, params in before.items():
+        changed = [not torch.equal(a, b) for a, b in zip(params, gan.modules()[key].parameters())]
+        assert any(changed), f"{key} did not change"
+    ema, g = next(gan.ema.module.parameters()), next(gan.G.parameters())
+    assert not torch.equal(ema, g) and not torch.equal(ema, before["G"][0])  # the EMA moved, a little
+
+
+def test_generate_shapes_and_label_map_is_argmax_of_visible(smoke_cfg):
+    torch.manual_seed(1)
+    gan = HOCGAN(smoke_cfg, "cpu")
+    out = gan.generate(5)
+    k, s = smoke_cfg.n_providers, smoke_cfg.crop
+    assert out["image"].shape == (5, 3, s, s) and out["visible"].shape == (5, k, 1, s, s)
+    assert out["labels"].shape == (5, s, s)
+    assert out["image"].min() >= -1.2 and out["image"].max() <= 1.2
+    best, idx = out["visible"][:, :, 0].max(1)
+    expected = torch.where(best > 0.5, idx + 1, torch.zeros_like(idx))
+    assert torch.equal(out["labels"], expected)
+    # visible masks of one pixel never sum above 1: they are an exact partition of the composite
+    assert out["visible"].sum(1).max() <= 1 + 1e-5
+
+
+def test_label_map_hand_made():
+    vis = torch.zeros(1, 2, 1, 2, 3)
+    vis[0, 0, 0, 0, :] = torch.tensor([0.9, 0.4, 0.3])
+    vis[0, 1, 0, :, 2] = torch.tensor([0.6, 0.8])
+    assert label_map(vis).tolist() == [[[1, 0, 2], [0, 0, 2]]]  # 0.4 < 0.5: background
+
+
+def test_composite_batches_drop_tiny_instances_and_keep_the_rest(smoke_cfg):
+    torch.manual_seed(2)
+    gan = HOCGAN(smoke_cfg, "cpu")
+    gan.ema.module.provider.mask.bias.data.fill_(4.0)  # opaque providers: an untrained G draws instances
+    min_px = smoke_cfg.min_visible * math.pi * (smoke_cfg.crop / smoke_cfg.crop_instances / 2) ** 2
+    torch.manual_seed(3)
+    raw = gan.generate(6)["labels"]
+    torch.manual_seed(3)
+    images, labels = composite_batches(gan, 6)()
+    s = smoke_cfg.crop
+    assert images.shape == (6, 3, s, s) and labels.shape == (6, s, s)
+    n_kept = n_dropped = 0
+    for r, lab in zip(raw, labels):
+        counts = torch.bincount(r.flatten(), minlength=smoke_cfg.n_providers + 1)
+        kept = {i for i in range(1, len(counts)) if counts[i] >= min_px}
+        assert set(lab.unique().tolist()) - {0} == kept  # the instance count the segmenter sees
+        for i in kept:
+            assert torch.equal(lab == i, r == i)
+        n_kept, n_dropped = n_kept + len(kept), n_dropped + int(((counts[1:] > 0) & (counts[1:] < min_px)).sum())
+    assert n_kept > 0 and n_dropped > 0, (n_kept, n_dropped)  # both branches were exercised
+
+
+# ----------------------------------------------------------------------------- post-processing
+def test_fill_instance_holes_fills_only_enclosed_background():
+    lab = np.zeros((9, 12), np.uint16)
+    lab[1:6, 1:6] = 1
+    lab[3, 3] = 0  # a hole in 1
+    lab[1:6, 6:11] = 2
+    lab[3, 8] = 0  # a hole in 2
+    lab[5, 3] = 0  # a notch on 1's border: not enclosed
+    out = fill_instance_holes(lab)
+    assert out[3, 3] == 1 and out[3, 8] == 2 and out[5, 3] == 0 and (out[lab > 0] == lab[lab > 0]).all()
+
+
+def test_upsample_labels_keeps_instances_and_smooths_a_disc():
+    yy, xx = np.mgrid[:20, :20]
+    small = ((yy - 9.5) ** 2 + (xx - 9.5) ** 2 <= 36).astype(np.uint16)  # a disc of radius 6
+    small[0:3, 0:3] = 2
+    big = upsample_labels(small, (80, 80))
+    assert big.shape == (80, 80) and set(np.unique(big)) == {0, 1, 2}
+    r = np.sqrt((big == 1).sum() / np.pi)  # equivalent radius, ~24 = 4 x 6
+    assert abs(r - 24) < 1.5
+
+
+# ----------------------------------------------------------------------------- run_hoc
+def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
+    image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    m = run_hoc(smoke_cfg, image, tmp_path, gt, progress=False)
+    inst = np.asarray(Image.open(tmp_path / "instances.png"))
+    assert inst.dtype == np.uint16 and inst.shape == (96, 96)
+    assert np.asarray(Image.open(tmp_path / "overlay.png")).shape == (96, 96, 3)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    keys = {"task", "count_pred", "count_gt", "ap50", "ap", "miou_matched", "seconds", "instance_size", "profile",
+            "baseline_watershed"}
+    assert keys <= set(saved) and saved["task"] == "hoc" and saved["profile"] == "smoke"
+    assert keys - {"task", "instance_size", "profile", "baseline_watershed"} <= set(saved["baseline_watershed"])
+    assert saved["count_pred"] == len(np.unique(inst[inst > 0])) and saved["count_gt"] == int(gt.max())
+    assert m == saved
+    assert (tmp_path / "gan" / "checkpoint.pt").is_file() and (tmp_path / "segmenter.pt").is_file()
+    # without GT: no GT-dependent keys
+    m2 = run_hoc(smoke_cfg, image, tmp_path, progress=False)  # resumes: nothing is retrained
+    assert "ap50" not in m2 and "count_gt" not in m2["baseline_watershed"]
+
+
+def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):
+    image, _ = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    path = tmp_path / "gt.png"
+    Image.fromarray(np.zeros((80, 90), np.uint16)).save(path)
+    with pytest.raises(DataError, match=r"gt\.png.*80x90.*96x96"):
+        run_hoc(smoke_cfg, image, tmp_path / "out", path, progress=False)
+    with pytest.raises(DataError, match=r"gt_instances.*96x96"):
+        run_hoc(smoke_cfg, image, tmp_path / "out", np.zeros((80, 90), np.uint16), progress=False)
+    assert not (tmp_path / "out" / "gan").exists()  # failed before any training
