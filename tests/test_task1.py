@@ -110,8 +110,8 @@ def test_learning_beats_the_whole_box_mask(tmp_path):
 def test_resume_with_another_config_is_a_clear_error(tiny_root, tmp_path):
     cfg, method, batches = _method_and_batches(tiny_root)
     Trainer(method, tmp_path, C.to_dict(cfg), ckpt_every=2, progress=False).fit(batches, 2)
-    other = C.to_dict(cfg) | {"lambda_area": 0.5, "steps": 10}  # steps may change, lambda_area may not
-    with pytest.raises(ValueError, match="lambda_area: 1.0 -> 0.5"):
+    other = C.to_dict(cfg) | {"lambda_area": 0.25, "steps": 10}  # steps may change, lambda_area may not
+    with pytest.raises(ValueError, match=f"lambda_area: {cfg.lambda_area} -> 0.25"):
         Trainer(method, tmp_path, other, progress=False).fit(batches, 4)
 
 
