@@ -284,7 +284,7 @@ def test_resolve_cub_and_bad_specs(tmp_path, synth_root):
     assert resolve_dataset(f"cub:{synth_root}") == synth_root
     with pytest.raises(DataError, match="missing.*images.txt"):
         resolve_dataset(f"cub:{tmp_path / 'missing'}")
-    with pytest.raises(DataError, match="'bogus'.*'synthetic' or 'cub:<root>'"):
+    with pytest.raises(DataError, match="'bogus'.*'synthetic', 'synthetic:<seed>' or 'cub:<root>'"):
         resolve_dataset("bogus")
 
 
@@ -313,3 +313,15 @@ def test_tensor_helpers_round_trip():
     assert to_uint8(np.full((1, 2, 2), 3.0))[0, 0].tolist() == [255, 255, 255]  # clipped
     with pytest.raises(DataError, match="img"):
         to_tensor_image(img.astype(np.float32))
+
+
+def test_resolve_dataset_synthetic_seed_is_another_draw(tmp_path):
+    from indprior.data import resolve_dataset
+    kw = dict(n_images=6, n_test=2, image_size=64)
+    a = resolve_dataset("synthetic:1", tmp_path, kw)
+    b = resolve_dataset("synthetic", tmp_path, {**kw, "seed": 1})
+    c = resolve_dataset("synthetic", tmp_path, kw)
+    assert a == b and a != c
+    assert (a / "bounding_boxes.txt").read_text() != (c / "bounding_boxes.txt").read_text()
+    with pytest.raises(DataError, match="synthetic:<non-negative integer seed>"):
+        resolve_dataset("synthetic:x", tmp_path)
