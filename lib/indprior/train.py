@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
 # fields a resumed run may change: how long and how often, and where it runs
-RESUME_MAY_CHANGE = {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "num_workers", "amp"}
+RESUME_MAY_CHANGE = {"steps", "gan_steps", "seg_steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "num_workers", "amp"}
 
 
 class TrainingError(RuntimeError):
