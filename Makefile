@@ -43,7 +43,8 @@ run-all: $(STAMP) ## execute every notebook in order with papermill into runs/$(
 
 test: $(STAMP) ## pytest on tests/ and nbval on notebooks/ (smoke profile)
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider tests
-	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
+	rm -rf runs/nbval
+	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 INDPRIOR_RUN_ROOT=$(abspath runs/nbval) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
 
 notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb in the smoke profile and store their outputs (NB=... for some)
 	OMP_NUM_THREADS=1 $(PY) tools/refresh_notebooks.py $(NB)
