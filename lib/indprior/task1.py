@@ -292,8 +292,16 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         scores = evaluate(method.ema.module, test, device)
         return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
 
+    def samples(step: int, folder: Path) -> None:  # a grid of composites with their instance masks
+        from .viz import composite_figure, save_figure  # lazy: matplotlib only when figures are made
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # keep the training's RNG stream
+            out = sample_composites(method, train, bank, n=4)
+        save_figure(composite_figure(out["fake"], out["visible"], background=out["background"], n=4),
+                    folder / "samples" / f"composites_{step:06d}.png")
+
     trainer = Trainer(method, out_dir, C.to_dict(cfg), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                      eval_every=cfg.eval_every, eval_fn=monitor, progress=progress)
+                      eval_every=cfg.eval_every, eval_fn=monitor, sample_every=cfg.sample_every, sample_fn=samples,
+                      progress=progress)
     trainer.fit(batches, cfg.steps, resume=resume)
     train_seconds = time.perf_counter() - t0
 
