@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from indprior import compare
 from indprior import config as C
@@ -16,12 +15,7 @@ METHODS = ["independence prior (EMA U-Net)", "independence prior + GrabCut refin
            "whole box", "ReDO", "ReDO (GT-free side)"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from indprior.synth import make_synthetic_cub
 from indprior.train import CHECKPOINT, Trainer, TrainingError, load_checkpoint, read_log
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On the shared 2-core box, two intra-op threads competing with other jobs run ~20x slower than one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -179,13 +179,6 @@ def test_boundary_map_refines_blurred_borders():
 
 
 # ----------------------------------------------------------------------------- model and loss
-@pytest.fixture(scope="module")
-def one_thread():
-    """Train on one torch thread: on the shared 2-core box, 2 threads ran 16x slower under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_model_shapes_and_bad_size():
