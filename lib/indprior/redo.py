@@ -50,7 +50,7 @@ from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
-from .task1 import WindowSet, paste_mask, prepare_windows
+from .task1 import WindowSet, mask_file, paste_mask, prepare_windows, to_float
 from .train import Trainer, TrainingError, atomic_write_text, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -126,10 +126,6 @@ C.register_profiles(ReDOConfig, {
 
 
 # ----------------------------------------------------------------------------- data
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 127.5 - 1
-
-
 def _random_flip(x: torch.Tensor) -> torch.Tensor:
     return torch.where((torch.rand(x.shape[0], device=x.device) < 0.5)[:, None, None, None], x.flip(3), x)
 
@@ -142,7 +138,7 @@ class ReDOBatches:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         n, b = len(self.windows), self.batch_size
-        pick = lambda: _random_flip(_to_float(self.windows[torch.randint(n, (b,), device=self.device)]))  # noqa: E731
+        pick = lambda: _random_flip(to_float(self.windows[torch.randint(n, (b,), device=self.device)]))  # noqa: E731
         return {"image": pick(), "real": pick()}  # b 3 s s each, in [-1, 1]
 
 
@@ -223,7 +219,7 @@ class ReDO:
 # ----------------------------------------------------------------------------- evaluation
 def window_probs(method: ReDO, ws: WindowSet, batch_size: int = 64) -> np.ndarray:
     """Region-0 probability of every window of a split, n s s float32."""
-    probs = [method.predict_masks(_to_float(ws.windows[s:s + batch_size]))[:, 0] for s in range(0, len(ws), batch_size)]
+    probs = [method.predict_masks(to_float(ws.windows[s:s + batch_size]))[:, 0] for s in range(0, len(ws), batch_size)]
     return torch.cat(probs).numpy() if probs else np.zeros((0, *ws.windows.shape[-2:]), np.float32)
 
 
@@ -350,7 +346,7 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
 
     scores, masks = score_windows(window_probs(method, test), test)
     for name, mask in zip(test.names, masks):
-        save_png_atomic(out_dir / "masks" / (str(Path(name).with_suffix("")) + ".png"), mask)
+        save_png_atomic(out_dir / "masks" / mask_file(name), mask)
     metrics: dict[str, Any] = {
         "task": "foreground", "method": "redo", "split": "test", "n_images": len(test), **scores,
         "eval": "best of mask or complement (uses GT), chosen per image within the box window",
