@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 from skimage.color import rgb2lab
-from skimage.segmentation import find_boundaries, relabel_sequential
+from skimage.segmentation import relabel_sequential
 from torch.autograd.profiler import record_function
 
 from . import config as C
@@ -47,6 +47,7 @@ from .metrics import instance_scores
 from .models import Discriminator, GenerativeProvider, Layout, compose, pose_to_theta, warp
 from .siseg import InstanceSegmenter, predict_instances, train_segmenter
 from .train import Trainer, atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
+from .viz import overlay_instances
 
 COINS_GT = Path(__file__).with_name("assets") / "coins_gt.png"  # see assets/make_coins_gt.py
 
@@ -306,16 +307,6 @@ def composite_batches(gan: HOCGAN, batch_size: int) -> Callable[[int], tuple[tor
 
 
 # ----------------------------------------------------------------------------- the whole experiment
-def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """uint8 HxWx3: each instance tinted with its own colour, outlines in white."""
-    colours = np.random.default_rng(0).integers(40, 256, (int(labels.max()) + 1, 3)).astype(np.float32)
-    out = image.astype(np.float32)
-    fg = labels > 0
-    out[fg] = (1 - alpha) * out[fg] + alpha * colours[labels[fg]]
-    out[find_boundaries(labels, mode="inner")] = 255
-    return out.round().astype(np.uint8)
-
-
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
     """Background enclosed by one instance joins it: instances are compact, and the segmenter's
     foreground head misses dark details inside bright objects (coin reliefs)."""
@@ -366,7 +357,7 @@ def _sampler(gan: HOCGAN) -> Callable[[int, Path], None]:
         out = gan.generate(8)
         ims = [to_uint8(im) for im in out["image"].cpu()]
         labs = out["labels"].cpu().numpy()
-        tiles = [overlay(im, lab, alpha=0.0) for im, lab in zip(ims, labs)]
+        tiles = [overlay_instances(im, lab, alpha=0.0) for im, lab in zip(ims, labs)]
         grid = np.concatenate([np.concatenate(ims, 1), np.concatenate(tiles, 1)])  # 2s 8s 3
         save_png_atomic(out_dir / f"samples_{step:06d}.png", grid)
     return save
@@ -425,7 +416,7 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     h, w = img.shape[:2]
     labels = relabel_sequential(fill_instance_holes(upsample_labels(small, (h, w))))[0].astype(np.uint16)
     save_png_atomic(out_dir / "instances.png", labels)
-    save_png_atomic(out_dir / "overlay.png", overlay(img, labels))
+    save_png_atomic(out_dir / "overlay.png", overlay_instances(img, labels, alpha=0.45))
     seconds = time.perf_counter() - t0
 
     tb = time.perf_counter()
