@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 PROFILES = ("smoke", "cpu", "paper")
@@ -87,9 +87,7 @@ TASK1_PROFILES: dict[str, dict[str, Any]] = {
 def make_config(cls: type[T], profile: str | None = None, **overrides: Any) -> T:
     """Build `cls` for a profile, then apply overrides (None values mean "keep the profile's")."""
     profile = check_profile(profile or default_profile())
-    table = {Task1Config: TASK1_PROFILES}
-    table.update(_EXTRA_PROFILES)
-    values = dict(table.get(cls, {}).get(profile, {}))
+    values = dict(_PROFILES.get(cls, {}).get(profile, {}))
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key, value in overrides.items():
         if key not in names:
@@ -100,15 +98,18 @@ def make_config(cls: type[T], profile: str | None = None, **overrides: Any) -> T
     return cls(**values)
 
 
-_EXTRA_PROFILES: dict[type, dict[str, dict[str, Any]]] = {}
+_PROFILES: dict[type, dict[str, dict[str, Any]]] = {}
 
 
 def register_profiles(cls: type, profiles: dict[str, dict[str, Any]]) -> None:
-    """Other experiments (HOC, ReDO) register their own profile tables here."""
+    """Every experiment (task 1 below, HOC, ReDO) registers its profile table here."""
     missing = set(PROFILES) - set(profiles)
     if missing:
         raise ConfigError(f"{cls.__name__} profiles lack {sorted(missing)}")
-    _EXTRA_PROFILES[cls] = profiles
+    _PROFILES[cls] = profiles
+
+
+register_profiles(Task1Config, TASK1_PROFILES)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -120,5 +121,3 @@ def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     kept = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
     return cls(**kept)
 
-
-_ = field  # re-exported for experiment modules
