@@ -119,11 +119,16 @@ def load_checkpoint(path: Path, method: Method | None = None, map_location: str 
     except Exception as err:  # noqa: BLE001 - any unpickling error means the same thing to a user
         raise ValueError(f"checkpoint {path} is unreadable or truncated: {err}") from err
     if method is not None:
-        for key, module in method.modules().items():
-            module.load_state_dict(state["modules"][key])
-        for key, opt in method.optimizers().items():
-            opt.load_state_dict(state["optimizers"][key])
+        restore(method, state)
     return state
+
+
+def restore(method: Method, state: dict) -> None:
+    """Load a checkpoint's module and optimizer states into `method`."""
+    for key, module in method.modules().items():
+        module.load_state_dict(state["modules"][key])
+    for key, opt in method.optimizers().items():
+        opt.load_state_dict(state["optimizers"][key])
 
 
 class Trainer:
@@ -179,7 +184,7 @@ class Trainer:
         if changed:
             diffs = ", ".join(f"{k}: {state['config'].get(k)!r} -> {self.config.get(k)!r}" for k in changed)
             raise ValueError(f"{path} was trained with another config ({diffs}); use another out_dir or resume=False")
-        load_checkpoint(path, self.method)
+        restore(self.method, state)
         _set_rng_state(state["rng"])
         self.step = state["step"]
         log = self.out_dir / LOG
