@@ -92,8 +92,9 @@ def test_hoc_static_and_instance_picker(hoc_run):
 
 
 def test_hoc_without_photo_still_shows_instances(hoc_run, tmp_path):
-    for name in ("instances.png", "metrics.json"):
-        (tmp_path / name).write_bytes((hoc_run / name).read_bytes())
+    (tmp_path / "instances.png").write_bytes((hoc_run / "instances.png").read_bytes())
+    metrics = json.loads((hoc_run / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "image": str(tmp_path / "moved_away.png")}))
     figs = explore.static_views(tmp_path)
     assert "photo unknown" in figs[0].axes[0].get_title()
     with pytest.raises(ValueError, match="does not match"):

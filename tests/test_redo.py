@@ -120,7 +120,7 @@ def test_run_redo_smoke_writes_metrics(cub_root, tmp_path):
     assert on_disk == metrics and metrics["method"] == "redo" and metrics["n_images"] == 4
     assert metrics["restarts"] == 0 and "uses GT" in metrics["eval"]
     assert 0 <= metrics["iou_mean"] <= 1 and len(list((tmp_path / "masks").rglob("*.png"))) == 4
-    assert (tmp_path / "attempt0" / CHECKPOINT).is_file()
+    assert (tmp_path / CHECKPOINT).is_file() and not (tmp_path / "restarts.json").exists()
 
 
 def test_collapse_restarts_then_gives_up(cub_root, tmp_path):
@@ -128,9 +128,10 @@ def test_collapse_restarts_then_gives_up(cub_root, tmp_path):
     cfg = smoke(dataset=f"cub:{cub_root}", collapse_min_area=0.4999, max_restarts=1, eval_every=0)
     with pytest.raises(TrainingError, match="collapsed in all 2 attempts"):
         run_redo(cfg, tmp_path, progress=False)
-    events = [json.loads((tmp_path / f"attempt{k}" / "collapsed.json").read_text()) for k in (0, 1)]
+    events = json.loads((tmp_path / "restarts.json").read_text())
     assert [e["seed"] for e in events] == [0, 1000] and events[0]["step"] == cfg.collapse_patience
-    assert not (tmp_path / "attempt2").exists()
+    assert all((tmp_path / "collapsed" / f"attempt{k}" / CHECKPOINT).is_file() for k in (0, 1))
+    assert not (tmp_path / CHECKPOINT).exists(), "a collapsed attempt's checkpoint is archived, not resumed"
     with pytest.raises(TrainingError):  # resuming knows both attempts are spent: no third attempt
         run_redo(cfg, tmp_path, progress=False)
-    assert not (tmp_path / "attempt2").exists()
+    assert not (tmp_path / CHECKPOINT).exists()

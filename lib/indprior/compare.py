@@ -123,12 +123,10 @@ def prior_inference_rates(run_dir: str | Path, cache_dir: str | Path = ".cache/d
 
 
 def load_redo(redo_dir: str | Path, device: str | torch.device = "cpu") -> ReDO:
-    """The model run_redo evaluated: the last attempt (earlier ones collapsed)."""
-    attempts = sorted((p for p in Path(redo_dir).glob("attempt*") if (p / CHECKPOINT).is_file()),
-                      key=lambda p: int(p.name[len("attempt"):]))
-    if not attempts:
-        raise FileNotFoundError(f"{redo_dir}: no attempt*/{CHECKPOINT}; run redo.run_redo first")
-    path = attempts[-1] / CHECKPOINT
+    """The model run_redo evaluated (collapsed attempts, if any, are archived under collapsed/)."""
+    path = Path(redo_dir) / CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"{redo_dir}: no {CHECKPOINT}; run redo.run_redo first")
     method = ReDO(C.from_dict(ReDOConfig, load_checkpoint(path)["config"]), torch.device(device))
     load_checkpoint(path, method, map_location=device)
     return method

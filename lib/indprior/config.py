@@ -73,14 +73,25 @@ class Task1Config:
     amp: bool = True  # bf16 autocast, CUDA only
     num_workers: int = 0
     refine: str = "grabcut"  # "grabcut": also report GrabCut initialised from the learned mask (own row); "none"
+    # collapse = mask area outside [collapse_low, collapse_high] of the box, or critic hinge loss below
+    # collapse_d_loss (D wins outright), for collapse_patience steps; checked up to collapse_until
+    collapse_low: float = 0.1
+    collapse_high: float = 0.9
+    collapse_d_loss: float = 0.05
+    collapse_patience: int = 300
+    collapse_check_every: int = 250
+    collapse_until: int = 1000
+    max_restarts: int = 2
 
 
 TASK1_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(image_size=32, steps=20, batch_size=4, unet_base=8, unet_levels=2, d_base=8,
-                  eval_every=10, sample_every=10, ckpt_every=10, log_every=5, bg_per_image=2),
+                  eval_every=10, sample_every=10, ckpt_every=10, log_every=5, bg_per_image=2,
+                  collapse_patience=10, collapse_check_every=10, collapse_until=20),
     "cpu": dict(),
     "paper": dict(image_size=128, steps=30000, batch_size=64, unet_base=32, unet_levels=5, d_base=64,
-                  eval_every=2000, sample_every=2000, ckpt_every=2000, log_every=100, num_workers=4),
+                  eval_every=2000, sample_every=2000, ckpt_every=2000, log_every=100, num_workers=4,
+                  collapse_patience=2000, collapse_check_every=1000, collapse_until=10000),
 }
 
 

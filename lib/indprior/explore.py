@@ -221,7 +221,8 @@ def load_hoc(run_dir: str | Path, image: str | Path | np.ndarray | None = None) 
     labels = load_label_map(run_dir / "instances.png").astype(np.int64)
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     if image is None:  # recorded by the run, else an image.png saved beside its outputs
-        image = metrics.get("image") or ((run_dir / "image.png") if (run_dir / "image.png").is_file() else None)
+        recorded = metrics.get("image")
+        image = next((Path(p) for p in (recorded, run_dir / "image.png") if p and Path(p).is_file()), None)
     if isinstance(image, (str, Path)):
         image = load_image(image)
     if image is not None and np.asarray(image).shape[:2] != labels.shape:

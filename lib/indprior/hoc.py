@@ -363,6 +363,24 @@ def _sampler(gan: HOCGAN) -> Callable[[int, Path], None]:
     return save
 
 
+def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu"):
+    """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps)."""
+    d_px = cfg.crop / cfg.crop_instances  # instance diameter in rescaled px
+    return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
+                             min_size=max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2)),
+                             bandwidth=max(1.5, d_px / 10))
+
+
+def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
+    """The instance segmenter run_hoc trained (out_dir/segmenter.pt)."""
+    path = Path(out_dir) / "segmenter.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run hoc.run_hoc into {out_dir} first")
+    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+    seg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+    return seg
+
+
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
             gt_instances: str | Path | np.ndarray | None = None, *, resume: bool = True,
             progress: bool = True) -> dict[str, Any]:
@@ -401,18 +419,18 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
 
     seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
     seg_path = out_dir / "segmenter.pt"
-    if resume and seg_path.is_file():
-        seg.load_state_dict(torch.load(seg_path, map_location="cpu", weights_only=True))
+    made_from = {"gan_step": trainer.step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels}
+    saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
+    if saved is not None and saved.get("made_from") == made_from:  # reuse only a segmenter of this very generator
+        seg.load_state_dict(saved["state"])
     else:
         torch.manual_seed(cfg.seed)
         hist = train_segmenter(seg, composite_batches(gan, cfg.seg_batch), cfg.seg_steps, cfg.seg_batch,
                                cfg.seg_lr, device, progress)
-        atomic_write_bytes(seg_path, lambda f: torch.save(seg.state_dict(), f))
+        atomic_write_bytes(seg_path, lambda f: torch.save({"state": seg.state_dict(), "made_from": made_from}, f))
         atomic_write_text(out_dir / "segmenter_log.jsonl", "".join(json.dumps(h) + "\n" for h in hist))
-    d_px = cfg.crop / cfg.crop_instances
-    small, _ = predict_instances(seg, crops.image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                                 min_size=max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2)),
-                                 bandwidth=max(1.5, d_px / 10))
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
+    small, _ = segment_rescaled(seg, crops.image, cfg, device)
     h, w = img.shape[:2]
     labels = relabel_sequential(fill_instance_holes(upsample_labels(small, (h, w))))[0].astype(np.uint16)
     save_png_atomic(out_dir / "instances.png", labels)
@@ -422,6 +440,8 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     tb = time.perf_counter()
     base = otsu_watershed(img)
     metrics: dict[str, Any] = {"task": "hoc", **_scores(labels, gt, seconds), "instance_size": size,
+                               "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else None,
+                               "gt": str(Path(gt_instances).resolve()) if isinstance(gt_instances, (str, Path)) else None,
                                "instance_size_estimated": stats["diameter"], "rescale": rescale,
                                "profile": cfg.profile, "device": str(device), "gan_steps": cfg.gan_steps,
                                "seg_steps": cfg.seg_steps, "gan_seconds": round(t_gan, 1),

@@ -27,14 +27,12 @@ validation IoU: the final weights are evaluated.
 
 Mode collapse (the paper: empty masks early in training, restarted automatically): `run_redo` trains in
 chunks and restarts from seed + 1000 * attempt when the smaller region stays below `collapse_min_area`
-of the window for `collapse_patience` steps, at most `max_restarts` times (`collapse_detected`).
+of the window for `collapse_patience` steps, at most `max_restarts` times (`train.fit_with_restarts`:
+collapsed attempts are kept under out_dir/collapsed/, events in out_dir/restarts.json and metrics.json).
 """
 from __future__ import annotations
 
 import json
-import logging
-import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +49,8 @@ from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
 from .task1 import WindowSet, mask_file, paste_mask, prepare_windows, to_float
-from .train import Trainer, TrainingError, atomic_write_text, resolve_device, seed_everything
+from .train import atomic_dir, atomic_write_text, fit_with_restarts, resolve_device, seed_everything, sustained
 
-log = logging.getLogger(__name__)
-COLLAPSED = "collapsed.json"
 
 
 @dataclass
@@ -267,60 +263,22 @@ def collapse_detected(history: list[dict[str, Any]], min_area: float, patience: 
 
     With two regions, min_region < 0.1 is method.md's "mask mean < 0.1 or > 0.9".
     """
-    rows = [r for r in history if key in r]
-    if not rows or rows[-1]["step"] < patience:
-        return False
-    last = rows[-1]["step"]
-    return all(r[key] < min_area for r in rows if r["step"] > last - patience)
-
-
-def _attempt(out_dir: Path, k: int) -> Path:
-    return out_dir / f"attempt{k}"
-
-
-def _attempts(out_dir: Path) -> list[int]:
-    found = (re.fullmatch(r"attempt(\d+)", p.name) for p in out_dir.glob("attempt*") if p.is_dir())
-    return sorted(int(m.group(1)) for m in found if m)
-
-
-def _chunk_ends(cfg: ReDOConfig) -> list[int]:
-    """Train in chunks ending where collapse is checked; after `collapse_until`, in one go."""
-    ends = list(range(cfg.collapse_check_every, min(cfg.collapse_until, cfg.steps) + 1, cfg.collapse_check_every))
-    return [e for e in ends if e < cfg.steps] + [cfg.steps]
+    return sustained(history, key, patience, lambda v: v < min_area)
 
 
 def train_with_restarts(cfg: ReDOConfig, out_dir: Path, batches: ReDOBatches, device: torch.device, eval_fn: Any = None,
                         resume: bool = True, progress: bool = True) -> tuple[ReDO, list[dict[str, Any]]]:
-    """Train in out_dir/attempt{k}; on collapse mark it, restart from seed + 1000 k; at most max_restarts times."""
-    if not resume:
-        for k in _attempts(out_dir):
-            shutil.rmtree(_attempt(out_dir, k))
-    done = _attempts(out_dir)
-    collapses = [json.loads((_attempt(out_dir, k) / COLLAPSED).read_text()) for k in done if (_attempt(out_dir, k) / COLLAPSED).is_file()]
-    k = done[-1] + (1 if done and (_attempt(out_dir, done[-1]) / COLLAPSED).is_file() else 0) if done else 0
-    while True:
-        if k > cfg.max_restarts:
-            raise TrainingError(f"ReDO collapsed in all {k} attempts (max_restarts={cfg.max_restarts}); see "
-                                f"{out_dir}/attempt*/{COLLAPSED}. Try another seed or a larger lambda_z")
-        seed_everything(cfg.seed + 1000 * k)
-        method, run_dir = ReDO(cfg, device), _attempt(out_dir, k)
-        trainer = Trainer(method, run_dir, {**C.to_dict(cfg), "attempt": k, "attempt_seed": cfg.seed + 1000 * k},
-                          log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, eval_every=cfg.eval_every,
-                          eval_fn=eval_fn and (lambda step, m=method: eval_fn(m, step)), progress=progress)
-        collapsed = False
-        for end in _chunk_ends(cfg):
-            trainer.fit(batches, end, resume=True)  # resume=True: each chunk continues from the last checkpoint
-            if end <= cfg.collapse_until and collapse_detected(trainer.history, cfg.collapse_min_area, cfg.collapse_patience):
-                collapsed = True
-                break
-        if not collapsed:
-            return method, collapses
-        event = {"attempt": k, "seed": cfg.seed + 1000 * k, "step": trainer.step,
-                 "min_region": trainer.history[-1].get("mask/min_region")}
-        atomic_write_text(run_dir / COLLAPSED, json.dumps(event))
-        log.warning("ReDO collapsed (attempt %d, step %d): restarting from seed %d", k, trainer.step, cfg.seed + 1000 * (k + 1))
-        collapses.append(event)
-        k += 1
+    """Train in out_dir; on collapse archive the attempt and restart from seed + 1000 k (train.fit_with_restarts)."""
+    def reason(history: list[dict[str, Any]]) -> str | None:
+        if collapse_detected(history, cfg.collapse_min_area, cfg.collapse_patience):
+            return f"smaller region < {cfg.collapse_min_area} of the window for {cfg.collapse_patience} steps"
+        return None
+
+    return fit_with_restarts(lambda seed: ReDO(cfg, device), out_dir, C.to_dict(cfg), batches, cfg.steps, seed=cfg.seed,
+                             collapse_reason=reason, check_every=cfg.collapse_check_every,
+                             check_until=cfg.collapse_until, max_restarts=cfg.max_restarts, resume=resume,
+                             name="ReDO", eval_fn=eval_fn, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                             eval_every=cfg.eval_every, progress=progress)
 
 
 # ----------------------------------------------------------------------------- the whole experiment
@@ -344,9 +302,11 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
     method, collapses = train_with_restarts(cfg, out_dir, batches, device, monitor, resume, progress)
     train_seconds = time.perf_counter() - t0
 
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     scores, masks = score_windows(window_probs(method, test), test)
-    for name, mask in zip(test.names, masks):
-        save_png_atomic(out_dir / "masks" / mask_file(name), mask)
+    with atomic_dir(out_dir / "masks") as folder:  # a re-run never leaves a mix of old and new masks
+        for name, mask in zip(test.names, masks):
+            save_png_atomic(folder / mask_file(name), mask)
     metrics: dict[str, Any] = {
         "task": "foreground", "method": "redo", "split": "test", "n_images": len(test), **scores,
         "eval": "best of mask or complement (uses GT), chosen per image within the box window",

@@ -28,7 +28,7 @@ from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
-from .train import Trainer, atomic_write_text, load_checkpoint, resolve_device, seed_everything
+from .train import atomic_dir, atomic_write_text, fit_with_restarts, load_checkpoint, resolve_device, seed_everything, sustained
 
 
 # ----------------------------------------------------------------------------- data: box windows
@@ -260,6 +260,18 @@ def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, thr
 
 
 # ----------------------------------------------------------------------------- the whole experiment
+def collapse_reason(cfg: C.Task1Config, history: list[dict[str, Any]]) -> str | None:
+    """method.md's collapse: masks (nearly) empty or (nearly) the whole box, or the critic wins outright."""
+    p = cfg.collapse_patience
+    if sustained(history, "mask/area_of_box", p, lambda v: v < cfg.collapse_low):
+        return f"mask area < {cfg.collapse_low} of the box for {p} steps"
+    if sustained(history, "mask/area_of_box", p, lambda v: v > cfg.collapse_high):
+        return f"mask area > {cfg.collapse_high} of the box for {p} steps"
+    if sustained(history, "loss/D", p, lambda v: v < cfg.collapse_d_loss):
+        return f"critic hinge loss < {cfg.collapse_d_loss} for {p} steps (D wins outright)"
+    return None
+
+
 def mask_file(image_name: str) -> str:
     """'001.Kite/kite_0001.jpg' -> '001.Kite/kite_0001.png': masks mirror the images/ folders."""
     return str(Path(image_name).with_suffix(".png"))
@@ -285,32 +297,36 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
     train = prepare_windows(train_ds, cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
     test = prepare_windows(test_ds, cfg.image_size, cfg.window_scale, progress=progress)
     bank = background_bank(train_ds, cfg.image_size, cfg.bg_per_image, np.random.default_rng(cfg.seed), progress)
-    method = IndependencePriorTask1(cfg, device)
     batches = Task1Batches(train, bank, cfg.batch_size, device)
 
-    def monitor(step: int) -> dict[str, float]:  # monitoring only: nothing is selected by it
+    def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:  # monitoring only: nothing is selected by it
         scores = evaluate(method.ema.module, test, device)
         return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
 
-    def samples(step: int, folder: Path) -> None:  # a grid of composites with their instance masks
+    def samples(method: IndependencePriorTask1, step: int, folder: Path) -> None:  # composites with their instance masks
         from .viz import composite_figure, save_figure  # lazy: matplotlib only when figures are made
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # keep the training's RNG stream
             out = sample_composites(method, train, bank, n=4)
         save_figure(composite_figure(out["fake"], out["visible"], background=out["background"], n=4),
                     folder / "samples" / f"composites_{step:06d}.png")
 
-    trainer = Trainer(method, out_dir, C.to_dict(cfg), log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                      eval_every=cfg.eval_every, eval_fn=monitor, sample_every=cfg.sample_every, sample_fn=samples,
-                      progress=progress)
-    trainer.fit(batches, cfg.steps, resume=resume)
+    method, restarts = fit_with_restarts(
+        lambda seed: IndependencePriorTask1(cfg, device), out_dir, C.to_dict(cfg), batches, cfg.steps, seed=cfg.seed,
+        collapse_reason=lambda history: collapse_reason(cfg, history), check_every=cfg.collapse_check_every,
+        check_until=cfg.collapse_until, max_restarts=cfg.max_restarts, resume=resume, name="task 1",
+        eval_fn=monitor, sample_fn=samples, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+        eval_every=cfg.eval_every, sample_every=cfg.sample_every, progress=progress)
     train_seconds = time.perf_counter() - t0
 
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     probs = full_masks(method.ema.module, test, device)
-    for name, prob in zip(test.names, probs):
-        save_png_atomic(out_dir / "masks" / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
+    with atomic_dir(out_dir / "masks") as folder:  # a re-run never leaves a mix of old and new masks
+        for name, prob in zip(test.names, probs):
+            save_png_atomic(folder / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(test), "profile": cfg.profile,
                                "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
                                "model": "EMA provider at the last step (no checkpoint selection)",
+                               "restarts": len(restarts), "collapses": restarts,
                                "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
     has_gt = [g is not None for g in test.gt]
     gts = [g for g in test.gt if g is not None]
@@ -322,8 +338,9 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
     if cfg.refine == "grabcut":  # a second stage, reported as its own row
         refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
                    for i in tqdm(range(len(test)), desc="grabcut refine", disable=not progress, leave=False)]
-        for name, mask in zip(test.names, refined):
-            save_png_atomic(out_dir / "masks_refined" / mask_file(name), (mask * 255).astype(np.uint8))
+        with atomic_dir(out_dir / "masks_refined") as folder:
+            for name, mask in zip(test.names, refined):
+                save_png_atomic(folder / mask_file(name), (mask * 255).astype(np.uint8))
         if gts:
             metrics["refined_grabcut"] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)

@@ -14,10 +14,12 @@ and RNG states, automatic resume, and a clear stop on NaN (the last good checkpo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -80,6 +82,34 @@ def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, lambda f: f.write(text.encode()))
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Fill a fresh folder that replaces `path` only when the block ends without error.
+
+        with atomic_dir(out / "masks") as tmp:
+            save_png_atomic(tmp / "a.png", ...)
+
+    A crash inside leaves the old `path` (if any) untouched, never a half-written mix of old and new files;
+    the temp folder (`.name.tmp-*`) is removed. The swap is two renames: old -> `.name.old-*`, temp -> path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(tmp, 0o755)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -229,3 +259,86 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"no training log at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ----------------------------------------------------------------------------- collapse and restarts
+RESTARTS = "restarts.json"  # one event per collapsed attempt, in out_dir
+COLLAPSED = "collapsed"  # out_dir/collapsed/attempt{k}/ keeps a collapsed attempt's checkpoint, log and samples
+
+
+def sustained(history: list[dict[str, Any]], key: str, patience: int, bad: Callable[[float], bool]) -> bool:
+    """True when every logged `key` of the last `patience` steps is `bad` (and the run is that old)."""
+    rows = [r for r in history if key in r]
+    if not rows or rows[-1]["step"] < patience:
+        return False
+    last = rows[-1]["step"]
+    return all(bad(r[key]) for r in rows if r["step"] > last - patience)
+
+
+def chunk_ends(steps: int, check_every: int, check_until: int) -> list[int]:
+    """Train in chunks ending where collapse is checked; after `check_until`, in one go."""
+    ends = range(check_every, min(check_until, steps) + 1, check_every) if check_every > 0 else []
+    return [e for e in ends if e < steps] + [steps]
+
+
+def read_restarts(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / RESTARTS
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _archive_attempt(out_dir: Path, k: int) -> None:
+    """Move a collapsed attempt's files aside. A crash half-way only means attempt k is trained again."""
+    dest = out_dir / COLLAPSED / f"attempt{k}"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in (CHECKPOINT, LOG, "samples"):
+        if (out_dir / name).exists():
+            os.replace(out_dir / name, dest / name)
+
+
+def fit_with_restarts(make_method: Callable[[int], Method], out_dir: str | Path, config: dict[str, Any],
+                      batches: Callable[[int], Any], steps: int, *, seed: int,
+                      collapse_reason: Callable[[list[dict[str, Any]]], str | None], check_every: int,
+                      check_until: int, max_restarts: int, resume: bool = True, name: str = "training",
+                      eval_fn: Callable[[Method, int], dict[str, float]] | None = None,
+                      sample_fn: Callable[[Method, int, Path], None] | None = None,
+                      **trainer_kwargs: Any) -> tuple[Method, list[dict[str, Any]]]:
+    """Train in `out_dir`; when `collapse_reason(history)` names a collapse, archive the attempt under
+    `out_dir/collapsed/attempt{k}/`, log the event in `out_dir/restarts.json` and start again from
+    seed + 1000 * (k + 1), at most `max_restarts` times (then TrainingError). Collapse is checked every
+    `check_every` steps up to `check_until`. Resuming continues the current attempt; the restart
+    history survives a crash. Returns the trained method and the list of collapse events."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        shutil.rmtree(out_dir / COLLAPSED, ignore_errors=True)
+        (out_dir / RESTARTS).unlink(missing_ok=True)
+    events = read_restarts(out_dir)
+    first_chunk_resume = resume
+    while True:
+        k = len(events)
+        if k > max_restarts:
+            raise TrainingError(f"{name} collapsed in all {k} attempts (max_restarts={max_restarts}); see "
+                                f"{out_dir / RESTARTS} and {out_dir / COLLAPSED}/. Try another seed or config")
+        attempt_seed = seed + 1000 * k
+        seed_everything(attempt_seed)
+        method = make_method(attempt_seed)
+        trainer = Trainer(method, out_dir, {**config, "attempt": k, "attempt_seed": attempt_seed},
+                          eval_fn=eval_fn and (lambda step, m=method: eval_fn(m, step)),
+                          sample_fn=sample_fn and (lambda step, folder, m=method: sample_fn(m, step, folder)),
+                          **trainer_kwargs)
+        reason = None
+        for i, end in enumerate(chunk_ends(steps, check_every, check_until)):
+            trainer.fit(batches, end, resume=first_chunk_resume or i > 0)
+            if end <= check_until and (reason := collapse_reason(trainer.history)):
+                break
+        if reason is None:
+            return method, events
+        event = {"attempt": k, "seed": attempt_seed, "step": trainer.step, "reason": reason}
+        _archive_attempt(out_dir, k)
+        events = events + [event]
+        atomic_write_text(out_dir / RESTARTS, json.dumps(events, indent=2))
+        tqdm.write(f"{name} collapsed (attempt {k}, step {trainer.step}: {reason}); "
+                   f"{'restarting from seed ' + str(seed + 1000 * (k + 1)) if k < max_restarts else 'no restarts left'}")
+        first_chunk_resume = True  # nothing is left in out_dir of the collapsed attempt
