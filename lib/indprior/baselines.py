@@ -54,6 +54,7 @@ def _run_grabcut(image: np.ndarray, gc_mask: np.ndarray, iters: int) -> np.ndarr
     """GrabCut from a GC_* label mask; returns foreground (sure or probable) as bool."""
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])  # OpenCV expects BGR
+    cv2.setRNGSeed(0)  # GrabCut's k-means init draws from OpenCV's global RNG: same input, same mask
     cv2.grabCut(bgr, gc_mask, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
     return (gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)
 

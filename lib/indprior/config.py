@@ -38,6 +38,27 @@ def check_profile(profile: str) -> str:
     return profile
 
 
+def check_fields(cfg: Any, *, at_least_1: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+                 unit: tuple[str, ...] = (), positive: tuple[str, ...] = ()) -> None:
+    """Raise ConfigError naming the first bad field: integers >= 1, numbers >= 0, in [0, 1], > 0."""
+    name = type(cfg).__name__
+    rules = [(at_least_1, lambda v: v >= 1, "an integer >= 1"), (non_negative, lambda v: v >= 0, "a number >= 0"),
+             (unit, lambda v: 0 <= v <= 1, "a number in [0, 1]"), (positive, lambda v: v > 0, "a number > 0")]
+    for fields, ok, expected in rules:
+        for f in fields:
+            value = getattr(cfg, f)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ConfigError(f"{name}.{f}={value!r}: expected {expected}")
+    for f in ("steps", "gan_steps", "seg_steps", "batch_size", "eval_every", "ckpt_every", "sample_every", "log_every"):
+        if hasattr(cfg, f) and (isinstance(getattr(cfg, f), bool) or not isinstance(getattr(cfg, f), int)):
+            raise ConfigError(f"{name}.{f}={getattr(cfg, f)!r}: expected an integer")
+    if hasattr(cfg, "diffaug"):
+        known = {"color", "translation", "cutout"}
+        bad = [p for p in (q.strip() for q in cfg.diffaug.split(",")) if p and p not in known]
+        if bad:
+            raise ConfigError(f"{name}.diffaug={cfg.diffaug!r}: unknown {bad}; expected a comma list of {sorted(known)}")
+
+
 @dataclass
 class Task1Config:
     """Task 1: foreground segmentation from box annotations with a segmenting provider."""
@@ -82,6 +103,27 @@ class Task1Config:
     collapse_check_every: int = 250
     collapse_until: int = 1000
     max_restarts: int = 2
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        check_fields(self, at_least_1=("steps", "batch_size", "unet_base", "unet_levels", "d_base", "bg_per_image",
+                                       "log_every", "collapse_patience"),
+                     non_negative=("lambda_area", "lambda_bin", "r1_gamma", "eval_every", "sample_every", "ckpt_every",
+                                   "num_workers", "collapse_check_every", "collapse_until", "max_restarts",
+                                   "pose_rotation_deg", "pose_translation", "collapse_d_loss"),
+                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high"),
+                     positive=("lr_g", "lr_d"))
+        if self.image_size % (2 ** self.unet_levels) or self.image_size < 2 ** (self.unet_levels + 1):
+            raise ConfigError(f"Task1Config.image_size={self.image_size}: expected a multiple of 2**unet_levels = "
+                              f"{2 ** self.unet_levels}, at least {2 ** (self.unet_levels + 1)}")
+        if self.window_scale < 1:
+            raise ConfigError(f"Task1Config.window_scale={self.window_scale}: expected >= 1 (the window holds the box)")
+        if not self.collapse_low < self.collapse_high:
+            raise ConfigError(f"Task1Config: collapse_low={self.collapse_low} must be < collapse_high={self.collapse_high}")
+        if not 0 < self.pose_scale[0] <= self.pose_scale[1]:
+            raise ConfigError(f"Task1Config.pose_scale={self.pose_scale}: expected (low, high) with 0 < low <= high")
+        if self.refine not in ("grabcut", "none"):
+            raise ConfigError(f"Task1Config.refine={self.refine!r}: expected 'grabcut' or 'none'")
 
 
 TASK1_PROFILES: dict[str, dict[str, Any]] = {

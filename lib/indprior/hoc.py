@@ -46,7 +46,7 @@ from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augme
 from .metrics import instance_scores
 from .models import Discriminator, GenerativeProvider, Layout, compose, pose_to_theta, warp
 from .siseg import InstanceSegmenter, predict_instances, train_segmenter
-from .train import Trainer, atomic_write_bytes, atomic_write_text, resolve_device, seed_everything
+from .train import Trainer, atomic_write_bytes, atomic_write_text, prepare_out_dir, resolve_device, seed_everything
 from .viz import overlay_instances
 
 COINS_GT = Path(__file__).with_name("assets") / "coins_gt.png"  # see assets/make_coins_gt.py
@@ -146,6 +146,19 @@ class HOCConfig:
     log_every: int = 50
     ckpt_every: int = 500
     sample_every: int = 500
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        C.check_fields(self, at_least_1=("crop", "n_providers", "provider_size", "provider_base", "z_dim", "bg_res",
+                                         "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base",
+                                         "seg_levels", "tile", "log_every"),
+                       non_negative=("area_eta", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
+                                     "border", "ckpt_every", "sample_every"),
+                       unit=("ema_decay", "min_visible"), positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr"))
+        if self.instance_size is not None and not self.instance_size > 0:
+            raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise C.ConfigError(f"HOCConfig.scale_range={self.scale_range}: expected (low, high) with 0 < low <= high")
 
 
 C.register_profiles(HOCConfig, {
@@ -390,8 +403,7 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     only. The watershed baseline runs on the same image at its original size.
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)

@@ -49,7 +49,8 @@ from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
 from .task1 import WindowSet, mask_file, paste_mask, prepare_windows, to_float
-from .train import atomic_dir, atomic_write_text, fit_with_restarts, resolve_device, seed_everything, sustained
+from .train import (atomic_dir, atomic_write_text, fit_with_restarts, prepare_out_dir, resolve_device,
+                     seed_everything, sustained)
 
 
 
@@ -286,8 +287,7 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
              cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
     """Train ReDO on the train split's box windows, segment the test windows, write masks/ + metrics.json."""
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     device = resolve_device(cfg.device)
     root = resolve_dataset(cfg.dataset, cache_dir)
     train = prepare_windows(CubDataset(root, "train"), cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)

@@ -23,12 +23,14 @@ from torch.autograd.profiler import record_function
 from tqdm.auto import tqdm
 
 from . import config as C
+from . import dist
 from .baselines import grabcut_refine
 from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
-from .train import atomic_dir, atomic_write_text, fit_with_restarts, load_checkpoint, resolve_device, seed_everything, sustained
+from .train import (atomic_dir, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
+                     resolve_device, seed_everything, sustained)
 
 
 # ----------------------------------------------------------------------------- data: box windows
@@ -119,8 +121,9 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 class Task1Batches:
     """Random batches on the device: windows with their boxes, backgrounds, and (other) real windows."""
 
-    def __init__(self, train: WindowSet, bank: torch.Tensor, batch_size: int, device: torch.device):
-        self.windows, self.boxes = train.windows.to(device), train.boxes.to(device)
+    def __init__(self, train: WindowSet, bank: torch.Tensor, batch_size: int, device: torch.device,
+                 rows: slice = slice(None)):  # rows: this process's shard of the windows (dist.shard)
+        self.windows, self.boxes = train.windows[rows].to(device), train.boxes[rows].to(device)
         self.bank, self.batch_size, self.device = bank.to(device), batch_size, device
         self.box_frac = self.boxes.float().mean((1, 2, 3))  # n
 
@@ -286,18 +289,19 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
               cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
     """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
     t0 = time.perf_counter()
-    if cfg.refine not in ("grabcut", "none"):
-        raise C.ConfigError(f"refine={cfg.refine!r}; expected 'grabcut' or 'none'")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    out_dir = prepare_out_dir(out_dir)
+    device = dist.device_for_rank(resolve_device(cfg.device))
     seed_everything(cfg.seed)
+    if not dist.is_main():
+        dist.barrier()  # rank 0 generates/validates the data set first
     root = resolve_dataset(cfg.dataset, cache_dir)
+    if dist.is_main():
+        dist.barrier()
     train_ds, test_ds = CubDataset(root, "train"), CubDataset(root, "test")
     train = prepare_windows(train_ds, cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
     test = prepare_windows(test_ds, cfg.image_size, cfg.window_scale, progress=progress)
     bank = background_bank(train_ds, cfg.image_size, cfg.bg_per_image, np.random.default_rng(cfg.seed), progress)
-    batches = Task1Batches(train, bank, cfg.batch_size, device)
+    batches = Task1Batches(train, bank, cfg.batch_size, device, rows=dist.shard(len(train)))  # all rows unless torchrun
 
     def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:  # monitoring only: nothing is selected by it
         scores = evaluate(method.ema.module, test, device)
@@ -318,6 +322,8 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         eval_every=cfg.eval_every, sample_every=cfg.sample_every, progress=progress)
     train_seconds = time.perf_counter() - t0
 
+    if not dist.is_main():  # rank 0 segments the test split and writes every output
+        return {"rank": dist.rank(), "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     probs = full_masks(method.ema.module, test, device)
     with atomic_dir(out_dir / "masks") as folder:  # a re-run never leaves a mix of old and new masks

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import dist
+
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
 # fields a resumed run may change: how long and how often, and where it runs
@@ -62,6 +64,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create `out_dir` and prove it is writable before any work starts (a clear error, not one at the end)."""
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PermissionError(f"out_dir={str(path)!r} is not a writable folder ({err.strerror or err}); "
+                              "choose another out_dir") from err
+    return path
 
 
 def atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
@@ -176,7 +192,10 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self._pending: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.main = dist.is_main()  # rank 0 alone writes files (torchrun; see dist.py)
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._hooks = dist.sync_optimizers(method.optimizers().values())  # gradient all-reduce when distributed
 
     # ------------------------------------------------------------------ statistics: one path
     def report(self, name: str, value: torch.Tensor | float) -> None:
@@ -184,8 +203,10 @@ class Trainer:
 
     def _flush(self, seconds: float) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "time": round(seconds, 2)}
-        for name, values in self._pending.items():
-            row[name] = float(torch.stack([v.float().cpu() for v in values]).mean())  # the only host sync
+        names = sorted(self._pending)
+        if names:  # one stack, one host sync (and one all-reduce over ranks when distributed)
+            means = torch.stack([torch.stack([v.float() for v in self._pending[k]]).mean() for k in names])
+            row.update(zip(names, dist.average_scalars(means).cpu().tolist()))
         self._pending.clear()
         bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
         self._log(row)
@@ -197,12 +218,15 @@ class Trainer:
 
     def _log(self, row: dict[str, Any]) -> None:
         self.history.append(row)
+        if not self.main:
+            return
         with open(self.out_dir / LOG, "a") as f:
             f.write(json.dumps(row) + "\n")
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        save_checkpoint(self.out_dir / CHECKPOINT, self.method, self.step, self.config)
+        if self.main:
+            save_checkpoint(self.out_dir / CHECKPOINT, self.method, self.step, self.config)
 
     def try_resume(self) -> bool:
         path = self.out_dir / CHECKPOINT
@@ -221,17 +245,22 @@ class Trainer:
         if log.is_file():  # forget what was logged after the checkpoint: it will be logged again
             rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
             self.history = [r for r in rows if r["step"] <= self.step]
-            atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in self.history))
+            if self.main:
+                atomic_write_text(log, "".join(json.dumps(r) + "\n" for r in self.history))
         return True
 
     # ------------------------------------------------------------------ the loop
     def fit(self, batches: Callable[[int], Any], steps: int, resume: bool = True) -> list[dict[str, Any]]:
-        if resume:
+        if resume and self.step == 0:  # a Trainer that already ran in this process is up to date
             self.try_resume()
-        else:
+        elif not resume and self.main:
             (self.out_dir / LOG).unlink(missing_ok=True)
+        if dist.is_distributed():  # equal weights everywhere, then a different random stream per rank
+            dist.broadcast_modules(self.method.modules().values())
+            torch.manual_seed(int(torch.randint(2**31 - 1, (1,))) + 7919 * dist.rank())
         start = time.perf_counter()
-        bar = tqdm(total=steps, initial=self.step, disable=not self.progress, desc="train", dynamic_ncols=True)
+        bar = tqdm(total=steps, initial=self.step, disable=not (self.progress and self.main), desc="train",
+                   dynamic_ncols=True)
         while self.step < steps:
             stats = self.method.train_step(batches(self.step), self.step)
             self.step += 1
@@ -240,9 +269,9 @@ class Trainer:
             if self.step % self.log_every == 0 or self.step == steps:
                 row = self._flush(time.perf_counter() - start)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k not in ("step", "time")}, refresh=False)
-            if self.eval_fn and self.eval_every and (self.step % self.eval_every == 0 or self.step == steps):
+            if self.main and self.eval_fn and self.eval_every and (self.step % self.eval_every == 0 or self.step == steps):
                 self._log({"step": self.step, "time": round(time.perf_counter() - start, 2), **self.eval_fn(self.step)})
-            if self.sample_fn and self.sample_every and (self.step % self.sample_every == 0 or self.step == steps):
+            if self.main and self.sample_fn and self.sample_every and (self.step % self.sample_every == 0 or self.step == steps):
                 self.sample_fn(self.step, self.out_dir)
             if self.ckpt_every and (self.step % self.ckpt_every == 0 or self.step == steps):
                 self.save()
@@ -336,9 +365,79 @@ def fit_with_restarts(make_method: Callable[[int], Method], out_dir: str | Path,
         if reason is None:
             return method, events
         event = {"attempt": k, "seed": attempt_seed, "step": trainer.step, "reason": reason}
-        _archive_attempt(out_dir, k)
         events = events + [event]
-        atomic_write_text(out_dir / RESTARTS, json.dumps(events, indent=2))
+        if dist.is_main():
+            _archive_attempt(out_dir, k)
+            atomic_write_text(out_dir / RESTARTS, json.dumps(events, indent=2))
+        dist.barrier()  # no rank may resume the collapsed checkpoint
         tqdm.write(f"{name} collapsed (attempt {k}, step {trainer.step}: {reason}); "
                    f"{'restarting from seed ' + str(seed + 1000 * (k + 1)) if k < max_restarts else 'no restarts left'}")
         first_chunk_resume = True  # nothing is left in out_dir of the collapsed attempt
+
+
+# ----------------------------------------------------------------------------- command line (and torchrun)
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`python -m indprior.train --task task1 --profile cpu --dataset synthetic --out runs/t1 [--set steps=500]`.
+
+    Under `torchrun --nproc_per_node N -m indprior.train ...` it trains data-parallel (see dist.py); rank 0
+    writes every file. Prints the metrics as JSON (rank 0).
+    """
+    import argparse
+
+    from . import config as C
+
+    ap = argparse.ArgumentParser(prog="python -m indprior.train", description=main.__doc__.split("\n")[0])
+    ap.add_argument("--task", choices=("task1", "redo", "hoc"), default="task1")
+    ap.add_argument("--profile", default=None, help="smoke | cpu | paper (default: paper on CUDA, else cpu)")
+    ap.add_argument("--dataset", default=None, help="task1/redo: synthetic, synthetic:<seed> or cub:<root>")
+    ap.add_argument("--image", default=None, help="hoc: the photo (default: scikit-image's coins)")
+    ap.add_argument("--gt", default=None, help="hoc: optional GT label map, for the metrics only")
+    ap.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, repeatable")
+    ap.add_argument("--no-resume", action="store_true", help="start again even if --out holds a checkpoint")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            ap.error(f"--set {item!r}: expected FIELD=VALUE")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = _value(value)
+    dist.init_from_env()
+    common = dict(resume=not args.no_resume, progress=not args.no_progress)
+    if args.task == "hoc":
+        from .hoc import HOCConfig, run_hoc
+        if dist.is_distributed():
+            raise SystemExit("--task hoc runs in one process (one image); start it without torchrun")
+        image = args.image
+        if image is None:
+            import numpy as np
+            import skimage.data
+            image = np.stack([skimage.data.coins()] * 3, -1)
+        metrics = run_hoc(C.make_config(HOCConfig, args.profile, **overrides), image, args.out,
+                          gt_instances=args.gt, **common)
+    elif args.task == "redo":
+        from .redo import ReDOConfig, run_redo
+        if dist.is_distributed():
+            raise SystemExit("--task redo runs in one process; start it without torchrun")
+        metrics = run_redo(C.make_config(ReDOConfig, args.profile, dataset=args.dataset, **overrides), args.out, **common)
+    else:
+        from .task1 import run_task1
+        metrics = run_task1(C.make_config(C.Task1Config, args.profile, dataset=args.dataset, **overrides), args.out,
+                            **common)
+    if dist.is_main():
+        print(json.dumps(metrics, indent=2))
+    if dist.is_distributed():
+        torch.distributed.destroy_process_group()
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
