@@ -1,16 +1,21 @@
 #!/usr/bin/env python
 """Speed and memory of the workbook's methods: `make bench` prints a table and writes bench/results.json.
 
-    .venv/bin/python bench/run.py                       # everything (~5-10 min on 2 CPU cores)
+    .venv/bin/python bench/run.py                       # everything (~15 min on 2 CPU cores, 6 of them time-to-iou)
     .venv/bin/python bench/run.py --quick               # fewer repeats: a smoke check
     .venv/bin/python bench/run.py --only provider-infer,grabcut-infer@160 --out /tmp/r.json
 
 What is timed, all in this one process, with the model sizes of the `cpu` profile (`paper` on CUDA):
-  prior-train@64/128   IndependencePriorTask1.train_step (D step + G step + EMA) on random batches of 16
+  prior-train@64/128   IndependencePriorTask1.train_step (D step + G step + EMA) on random batches of 16, fp32
+  prior-train-bf16     the same with bf16 autocast (on a CPU only when it has native bf16: AMX / AVX512-BF16)
   redo-train@64/128    ReDO.train_step (G/M/Z step + D step; every region redrawn: 32 fakes) on random batches of 16
-  provider-infer@128   the segmenting provider (EMA U-Net's architecture) on 64 windows, no grad
+  provider-infer@128   the segmenting provider (EMA U-Net's architecture) on 64 windows, inference mode, fp32
+  provider-infer-bf16  the same with bf16 autocast and channels_last
   grabcut-infer@160/400  OpenCV GrabCut from the box, one synthetic image at a time (160 px: the synthetic set;
                          400 px: about a CUB image)
+  time-to-iou          a real cpu-profile training run on the synthetic set (1,000 steps, monitored test IoU
+                         every 100): seconds until IoU >= 0.7 and >= 0.8 (null: not reached), best IoU
+Ratios (prior / ReDO training images/s at equal size, same process) are printed and stored under "ratios".
 Each number is the median over `repeats` timed calls after warm-up calls. ReDO at 128 px costs ~20 s per
 step on 2 cores, so it gets fewer repeats (see `repeats` in the table). Peak memory: ru_maxrss is the
 process's peak so far (the jobs run from small to large, so it grows with the first job that needs more);
@@ -38,13 +43,15 @@ from indprior.models import SegmentingProvider
 from indprior.redo import ReDO, ReDOConfig
 from indprior.synth import make_kite_image
 from indprior.task1 import IndependencePriorTask1
-from indprior.train import atomic_write_text, resolve_device
+from indprior.train import atomic_write_text, autocast_enabled, resolve_device
 
 HERE = Path(__file__).resolve().parent
+TIME_TO_IOU_STEPS = 1000  # cpu profile: ~6 min on 2 idle cores
 TRAIN_BATCH, INFER_BATCH = 16, 64
 # (name, size, repeats, quick repeats): cheap jobs first, so the process's peak RSS is attributable
-JOBS = [("provider-infer", 128, 10, 2), ("grabcut-infer", 160, 10, 2), ("grabcut-infer", 400, 5, 2),
-        ("prior-train", 64, 10, 2), ("prior-train", 128, 7, 2), ("redo-train", 64, 5, 2), ("redo-train", 128, 3, 1)]
+JOBS = [("provider-infer", 128, 10, 2), ("provider-infer-bf16", 128, 10, 2), ("grabcut-infer", 160, 10, 2),
+        ("grabcut-infer", 400, 5, 2), ("prior-train", 64, 10, 2), ("prior-train-bf16", 64, 10, 2), ("prior-train", 128, 7, 2),
+        ("prior-train-bf16", 128, 7, 2), ("redo-train", 64, 5, 2), ("redo-train", 128, 3, 1), ("time-to-iou", 64, 1, 1)]
 
 
 def _sync(device: torch.device) -> None:
@@ -70,26 +77,37 @@ def _images(b: int, s: int, device: torch.device) -> torch.Tensor:
 def job(name: str, size: int, profile: str, device: torch.device) -> tuple[Callable[[int], Any], int, str]:
     """(one timed call, images per call, what it is)."""
     torch.manual_seed(0)
-    if name == "prior-train":
-        method = IndependencePriorTask1(C.make_config(C.Task1Config, profile, image_size=size, batch_size=TRAIN_BATCH), device)
+    if name in ("prior-train", "prior-train-bf16"):
+        bf16 = name.endswith("bf16")
+        if bf16 and not autocast_enabled(device, True, True):
+            return None, TRAIN_BATCH, "skipped: this CPU has no native bf16"
+        cfg = C.make_config(C.Task1Config, profile, image_size=size, batch_size=TRAIN_BATCH, amp=bf16, amp_cpu=bf16)
+        method = IndependencePriorTask1(cfg, device)
         box = torch.zeros(TRAIN_BATCH, 1, size, size, device=device)
         box[..., size // 8: -size // 8, size // 8: -size // 8] = 1
         batch = {"window": _images(TRAIN_BATCH, size, device), "box": box, "box_frac": box.mean((1, 2, 3)),
                  "background": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
-        return (lambda i: method.train_step(batch, i)), TRAIN_BATCH, "independence prior, one training step"
+        return ((lambda i: method.train_step(batch, i)), TRAIN_BATCH,
+                f"independence prior, one training step{' (bf16 autocast)' if bf16 else ' (fp32)'}")
     if name == "redo-train":
         method = ReDO(C.make_config(ReDOConfig, profile, image_size=size, batch_size=TRAIN_BATCH), device)
         batch = {"image": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
         return (lambda i: method.train_step(batch, i)), TRAIN_BATCH, "ReDO, one training step"
-    if name == "provider-infer":
+    if name in ("provider-infer", "provider-infer-bf16"):
+        bf16 = name.endswith("bf16")
+        if bf16 and not autocast_enabled(device, True, True):
+            return None, INFER_BATCH, "skipped: this CPU has no native bf16"
         cfg = C.make_config(C.Task1Config, profile, image_size=size)
-        provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device).eval()
+        fmt = torch.channels_last if bf16 or device.type == "cuda" else torch.contiguous_format
+        provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device).eval().to(memory_format=fmt)
         x, box = _images(INFER_BATCH, size, device), torch.ones(INFER_BATCH, 1, size, size, device=device)
 
         def infer(i: int) -> None:
-            with torch.no_grad():
+            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 provider(x, box)
-        return infer, INFER_BATCH, "segmenting provider, inference on a batch of windows"
+        return infer, INFER_BATCH, f"segmenting provider, inference on a batch of windows{' (bf16)' if bf16 else ' (fp32)'}"
+    if name == "time-to-iou":
+        return _time_to_iou(profile, device), 0, "seconds of cpu-profile training until monitored IoU >= 0.7 / 0.8"
     if name == "grabcut-infer":
         image, mask = make_kite_image(np.random.default_rng(0), size)
         ys, xs = np.nonzero(mask)
@@ -98,12 +116,46 @@ def job(name: str, size: int, profile: str, device: torch.device) -> tuple[Calla
     raise ValueError(f"unknown job {name!r}; expected one of {sorted({j[0] for j in JOBS})}")
 
 
+def _time_to_iou(profile: str, device: torch.device) -> Callable[[int], dict[str, Any]]:
+    """Train task 1 on the synthetic set (monitoring IoU every 100 steps) and read the log's clock."""
+    def go(i: int) -> dict[str, Any]:
+        import tempfile
+
+        from indprior.task1 import run_task1
+        from indprior.train import read_log
+        quick = profile == "smoke"
+        cfg = C.make_config(C.Task1Config, profile, dataset="synthetic", eval_every=10 if quick else 100,
+                            steps=20 if quick else TIME_TO_IOU_STEPS, refine="none", sample_every=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            run_task1(cfg, tmp, progress=False, cache_dir=HERE.parent / ".cache" / "data")
+            evals = [r for r in read_log(tmp) if "val/iou" in r]
+        first = lambda t: next((r["time"] for r in evals if r["val/iou"] >= t), None)  # noqa: E731
+        best = max(evals, key=lambda r: r["val/iou"])
+        return {"seconds_to_iou_0.7": first(0.7), "seconds_to_iou_0.8": first(0.8), "best_iou": round(best["val/iou"], 3),
+                "best_at_step": best["step"], "steps": cfg.steps, "profile": cfg.profile}
+    return go
+
+
 def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, quick: bool = False) -> list[dict[str, Any]]:
     rows = []
     for name, size, repeats in jobs:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        fn, n_images, what = job(name, size, profile, device)
+        fn, n_images, what = job(name, size, "smoke" if quick and name == "time-to-iou" else profile, device)
+        if fn is None:
+            rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": n_images, "repeats": 0,
+                         "seconds_median": None, "seconds_min": None, "images_per_s": None, "peak_rss_mib": None,
+                         "peak_cuda_mib": None})
+            continue
+        if name == "time-to-iou":  # one training run; its own clock
+            t = time.perf_counter()
+            extra = fn(0)
+            rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": TRAIN_BATCH, "repeats": 1,
+                         "seconds_median": round(time.perf_counter() - t, 1), "seconds_min": None, "images_per_s": None,
+                         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                         "peak_cuda_mib": None, **extra})
+            print(f"  {rows[-1]['job']:<20} {extra}", file=sys.stderr, flush=True)
+            continue
         times = _timed(fn, repeats, warmup=1 if quick or (name == "redo-train" and size >= 128) else 2, device=device)
         med = statistics.median(times)
         rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": n_images, "repeats": repeats,
@@ -113,6 +165,17 @@ def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, qu
                      "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None})
         print(f"  {rows[-1]['job']:<20} {rows[-1]['images_per_s']:>9.2f} images/s", file=sys.stderr, flush=True)
     return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Training images/s of the prior over ReDO's at each size (fp32 vs fp32; bf16 prior vs fp32 ReDO)."""
+    rate = {r["job"]: r["images_per_s"] for r in rows if r.get("images_per_s")}
+    out = {}
+    for size in (64, 128):
+        for prior in ("prior-train", "prior-train-bf16"):
+            if f"{prior}@{size}" in rate and f"redo-train@{size}" in rate:
+                out[f"{prior}@{size} / redo-train@{size}"] = round(rate[f"{prior}@{size}"] / rate[f"redo-train@{size}"], 2)
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -149,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {"hardware": hw, "settings": {"profile": profile, "quick": args.quick, "train_batch": TRAIN_BATCH,
                                            "infer_batch": INFER_BATCH, "statistic": "median over repeats after warm-up",
                                            "peak_rss": "process peak so far (ru_maxrss), jobs run small to large"},
-              "results": rows, "seconds": round(time.perf_counter() - t0, 1)}
+              "results": rows, "ratios": ratios(rows), "seconds": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, json.dumps(result, indent=2))
-    print(f"\n{hw['summary']}; model sizes: {profile} profile; device {device}\n{table(rows)}\nwrote {args.out}")
+    extra = "".join(f"\n{k}: {v}" for k, v in result["ratios"].items())
+    extra += "".join(f"\n{r['job']}: " + ", ".join(f"{k} {r[k]}" for k in r if k.startswith(("seconds_to", "best")))
+                     for r in rows if r["job"].startswith("time-to-iou"))
+    print(f"\n{hw['summary']}; model sizes: {profile} profile; device {device}\n{table(rows)}{extra}\nwrote {args.out}")
     return 0
 
 

@@ -144,3 +144,13 @@ def test_config_profiles_and_errors():
     with pytest.raises(C.ConfigError, match="no field 'stepz'"):
         C.make_config(C.Task1Config, "cpu", stepz=3)
     assert C.from_dict(C.Task1Config, C.to_dict(cfg)) == cfg
+
+
+def test_flatten_head_critic_is_size_bound():
+    from indprior.models import Discriminator
+    d = Discriminator(32, 8, head="flatten")
+    assert d(torch.rand(3, 3, 32, 32)).shape == (3,)
+    with pytest.raises(ValueError, match="built for 32 px"):
+        d(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="head='avg'"):
+        Discriminator(32, 8, head="avg")

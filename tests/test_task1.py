@@ -140,3 +140,41 @@ def test_profile_models_build_and_step_on_cpu(profile):
              "background": torch.rand(b, 3, s, s) * 2 - 1, "real": torch.rand(b, 3, s, s) * 2 - 1}
     stats = method.train_step(batch, 0)
     assert all(torch.isfinite(v) for v in stats.values())
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    from indprior import train
+
+    def broken(fn):
+        def call(*a, **k):
+            raise RuntimeError("no compiler here")
+        return call
+    monkeypatch.setattr(train.torch, "compile", broken)
+    net = torch.nn.Linear(2, 1)
+    wrapped = train.CompiledOrEager(net)
+    x = torch.ones(1, 2)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        assert torch.equal(wrapped(x), net(x))
+    assert wrapped.failed and torch.equal(wrapped(x), net(x)), "later calls go straight to eager"
+
+
+@pytest.mark.parametrize("over", [dict(amp_cpu=True), dict(d_head="flatten"), dict(channels_last=False)])
+def test_step_variants_give_finite_losses(tiny_root, over):
+    cfg = C.make_config(C.Task1Config, "smoke", **over)
+    train = prepare_windows(CubDataset(tiny_root, "train"), cfg.image_size, cfg.window_scale, progress=False)
+    bank = background_bank(CubDataset(tiny_root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
+    method = IndependencePriorTask1(cfg, torch.device("cpu"))
+    stats = method.train_step(Task1Batches(train, bank, cfg.batch_size, torch.device("cpu"))(0), 0)
+    assert all(torch.isfinite(v) for v in stats.values()), stats
+
+
+def test_bf16_inference_agrees_with_fp32(tiny_root):
+    from indprior.task1 import predict_window_masks
+    cfg = C.make_config(C.Task1Config, "smoke")
+    ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
+    torch.manual_seed(0)
+    provider = IndependencePriorTask1(cfg, torch.device("cpu")).provider
+    fp32 = predict_window_masks(provider, ws, torch.device("cpu"))
+    bf16 = predict_window_masks(provider, ws, torch.device("cpu"), bf16=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert (bf16 - fp32).abs().max() < 0.05 and ((bf16 > 0.5) == (fp32 > 0.5)).float().mean() > 0.97

@@ -178,12 +178,18 @@ def compose(background: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Ten
 
 
 class Discriminator(nn.Module):
-    """Spectral-norm conv critic (as ReDO): strided convs down to ~4x4, sum-pool, a linear score per image."""
+    """Spectral-norm conv critic (as ReDO): strided convs down to ~4x4, then a linear score per image.
 
-    def __init__(self, size: int, base: int = 32, cin: int = 3):
+    head="sum": sum-pool the 4x4 features first (any input size; a bag of local features);
+    head="flatten": a linear layer over the whole 4x4 map (fixed input size; knows where things are).
+    """
+
+    def __init__(self, size: int, base: int = 32, cin: int = 3, head: str = "sum"):
         super().__init__()
         if size < 8:
             raise ValueError(f"Discriminator size={size}: expected at least 8 pixels")
+        if head not in ("sum", "flatten"):
+            raise ValueError(f"Discriminator head={head!r}: expected 'sum' or 'flatten'")
         n_down = max(1, int(math.log2(size / 4)))
         layers, ch = [spectral_norm(nn.Conv2d(cin, base, 3, padding=1)), nn.LeakyReLU(0.2, inplace=True)], base
         for i in range(n_down):
@@ -191,10 +197,15 @@ class Discriminator(nn.Module):
             layers += [spectral_norm(nn.Conv2d(ch, nxt, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
             ch = nxt
         self.body = nn.Sequential(*layers)
-        self.fc = spectral_norm(nn.Linear(ch, 1))
+        self.head, self.size = head, size
+        side = size // 2 ** n_down
+        self.fc = spectral_norm(nn.Linear(ch * (side * side if head == "flatten" else 1), 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.body(x).sum((2, 3))).squeeze(1)  # b
+        if self.head == "flatten" and x.shape[-1] != self.size:
+            raise ValueError(f"Discriminator(head='flatten') was built for {self.size} px, got {tuple(x.shape[-2:])}")
+        h = self.body(x)
+        return self.fc(h.flatten(1) if self.head == "flatten" else h.sum((2, 3))).squeeze(1)  # b
 
 
 def count_parameters(module: nn.Module) -> int:

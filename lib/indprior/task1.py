@@ -29,7 +29,7 @@ from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
-from .train import (atomic_dir, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
+from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
                      resolve_device, seed_everything, sustained)
 
 
@@ -153,12 +153,19 @@ class IndependencePriorTask1:
         self.cfg, self.device = cfg, device
         self.provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device)
         self.layout = Layout(self.code_dim, cfg.pose_scale, cfg.pose_rotation_deg, cfg.pose_translation).to(device)
-        self.D = Discriminator(cfg.image_size, cfg.d_base).to(device)
+        self.D = Discriminator(cfg.image_size, cfg.d_base, head=cfg.d_head).to(device)
         self.ema = EMA(self.provider, cfg.ema_decay)
         g_params = list(self.provider.parameters()) + list(self.layout.parameters())
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-        self.amp = cfg.amp and device.type == "cuda"
+        self.amp = autocast_enabled(device, cfg.amp, cfg.amp_cpu)
+        self.memory_format = torch.channels_last if cfg.channels_last and (device.type == "cuda" or self.amp) \
+            else torch.contiguous_format
+        for module in (self.provider, self.D, self.ema.module):
+            module.to(memory_format=self.memory_format)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+        self.provider_fn, self.D_fn = CompiledOrEager(self.provider, cfg.compile), CompiledOrEager(self.D, cfg.compile)
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"provider": self.provider, "layout": self.layout, "D": self.D, "provider_ema": self.ema.module}
@@ -168,7 +175,7 @@ class IndependencePriorTask1:
 
     def generate(self, batch: dict[str, torch.Tensor], provider: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
         """providers -> layout -> composition for one batch; returns every intermediate (for figures too)."""
-        a, m = (provider or self.provider)(batch["window"], batch["box"])  # b 3 s s, b 1 s s
+        a, m = (provider or self.provider_fn)(batch["window"], batch["box"])  # b 3 s s, b 1 s s
         pose = self.layout(torch.randn(a.shape[0], self.code_dim, device=a.device))
         A, M = warp(a, m, pose_to_theta(pose), a.shape[-2:])
         fake, visible = compose(batch["background"], [(A, M)])
@@ -181,7 +188,7 @@ class IndependencePriorTask1:
             with record_function("Dmain"):
                 self.D.requires_grad_(True)
                 real = batch["real"].requires_grad_(cfg.r1_gamma > 0)
-                d_real, d_fake = self.D(aug(real)), self.D(aug(out["fake"].detach()))
+                d_real, d_fake = self.D_fn(aug(real)), self.D_fn(aug(out["fake"].detach()))
                 loss_d = d_hinge(d_real.float(), d_fake.float())
                 if cfg.r1_gamma > 0:
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real, d_real.float())
@@ -190,7 +197,7 @@ class IndependencePriorTask1:
             self.opt_d.step()
             with record_function("Gmain"):
                 self.D.requires_grad_(False)
-                adv = g_hinge(self.D(aug(out["fake"])).float())
+                adv = g_hinge(self.D_fn(aug(out["fake"])).float())
                 m = out["m"].float()
                 area = area_penalty(m, norm=batch["box_frac"], eta=cfg.area_min)
                 binar = binarisation_penalty(m)
@@ -228,12 +235,16 @@ def sample_composites(method: IndependencePriorTask1, windows: WindowSet, bank: 
 
 # ----------------------------------------------------------------------------- inference
 @torch.no_grad()
-def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64) -> torch.Tensor:
+def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64,
+                         bf16: bool = False) -> torch.Tensor:
+    """Soft masks of all windows (n 1 s s, float32 on the CPU). `bf16`: autocast (CUDA, or a CPU with native
+    bf16; about 2x faster on an AMX CPU, masks agree on >99% of pixels - the evaluation uses fp32)."""
     provider.eval()
     out = []
-    for s in range(0, len(ws), batch_size):
-        win = to_float(ws.windows[s:s + batch_size].to(device))
-        out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and autocast_enabled(device, True, True)):
+        for s in range(0, len(ws), batch_size):
+            win = to_float(ws.windows[s:s + batch_size].to(device))
+            out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
     return torch.cat(out) if out else torch.zeros(0, 1, 1, 1)  # n 1 s s
 
 

@@ -35,7 +35,8 @@ from . import dist
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
 # fields a resumed run may change: how long and how often, and where it runs
-RESUME_MAY_CHANGE = {"steps", "gan_steps", "seg_steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "num_workers", "amp"}
+RESUME_MAY_CHANGE = {"steps", "gan_steps", "seg_steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every",
+                     "num_workers", "amp", "amp_cpu", "channels_last", "compile"}
 
 
 class TrainingError(RuntimeError):
@@ -46,6 +47,38 @@ class Method(Protocol):
     def modules(self) -> dict[str, torch.nn.Module]: ...
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
     def train_step(self, batch: Any, step: int) -> dict[str, torch.Tensor]: ...
+
+
+def cpu_has_bf16() -> bool:
+    """True when oneDNN runs bf16 natively on this CPU (AMX / AVX512-BF16): bf16 autocast is then a speed-up."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_enabled(device: torch.device, cuda: bool = True, cpu: bool = False) -> bool:
+    """bf16 autocast on CUDA when `cuda`; on CPU when `cpu` and the CPU has native bf16."""
+    return (device.type == "cuda" and cuda) or (device.type == "cpu" and cpu and cpu_has_bf16())
+
+
+class CompiledOrEager:
+    """`torch.compile(module)` that falls back to the eager module (once, with a warning) if compiling fails."""
+
+    def __init__(self, module: torch.nn.Module, enabled: bool = True):
+        self.module, self.failed = module, not enabled
+        self.fn = torch.compile(module) if enabled else module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - any compiler failure: run eager instead
+                import warnings
+                warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err)[:200]}); running eager",
+                              RuntimeWarning, stacklevel=2)
+                self.failed = True
+        return self.module(*args, **kwargs)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -258,7 +291,7 @@ class Trainer:
         if dist.is_distributed():  # equal weights everywhere, then a different random stream per rank
             dist.broadcast_modules(self.method.modules().values())
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,))) + 7919 * dist.rank())
-        start = time.perf_counter()
+        start = time.perf_counter() - (self.history[-1]["time"] if self.history else 0.0)  # log time runs on
         bar = tqdm(total=steps, initial=self.step, disable=not (self.progress and self.main), desc="train",
                    dynamic_ncols=True)
         while self.step < steps:
