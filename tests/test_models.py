@@ -154,3 +154,16 @@ def test_flatten_head_critic_is_size_bound():
         d(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match="head='avg'"):
         Discriminator(32, 8, head="avg")
+
+
+def test_edge_aware_smoothness_prefers_masks_on_colour_edges():
+    from indprior.losses import edge_aware_smoothness
+    img = torch.zeros(2, 3, 16, 16)
+    img[..., 8:] = 1  # a vertical colour edge at x = 8
+    on, off = torch.zeros(2, 1, 16, 16), torch.zeros(2, 1, 16, 16)
+    on[..., 8:], off[..., 5:] = 1, 1
+    assert edge_aware_smoothness(on, img) < 1e-6 < edge_aware_smoothness(off, img)
+    assert edge_aware_smoothness(torch.ones(2, 1, 16, 16), img) == 0, "a constant mask has no edge"
+    soft = off.clone().requires_grad_(True)
+    edge_aware_smoothness(soft, img).backward()
+    assert soft.grad.abs().sum() > 0

@@ -40,6 +40,23 @@ def binarisation_penalty(mask: torch.Tensor) -> torch.Tensor:
     return torch.minimum(mask, 1 - mask).mean()
 
 
+def edge_aware_smoothness(mask: torch.Tensor, image: torch.Tensor, sigma: float = 0.15,
+                          offsets: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0))) -> torch.Tensor:
+    """A label-free pairwise (CRF-like) term: mean over neighbour pairs of w_ij |m_i - m_j| with
+    w_ij = exp(-|I_i - I_j|^2 / (2 sigma^2)). Mask edges across similar colours cost ~1, edges on strong
+    image edges ~0, so masks snap to object borders (the "regularized loss" idea of Tang et al., ECCV 2018).
+    mask: b 1 h w in [0, 1]; image: b c h w (here in [-1, 1])."""
+    total = mask.new_zeros(())
+    for dy, dx in offsets:
+        h, w = mask.shape[-2] - dy, mask.shape[-1] - abs(dx)
+        x0, x1 = (0, dx) if dx >= 0 else (-dx, 0)
+        m_a, m_b = mask[..., :h, x0:x0 + w], mask[..., dy:dy + h, x1:x1 + w]
+        i_a, i_b = image[..., :h, x0:x0 + w], image[..., dy:dy + h, x1:x1 + w]
+        weight = torch.exp(-(i_a - i_b).pow(2).sum(1, keepdim=True) / (2 * sigma ** 2))
+        total = total + (weight * (m_a - m_b).abs()).mean()
+    return total / len(offsets)
+
+
 def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): squared gradient norm of D at the reals; `real` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)

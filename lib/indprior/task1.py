@@ -26,7 +26,8 @@ from . import config as C
 from . import dist
 from .baselines import grabcut_refine
 from .data import CubDataset, resolve_dataset, save_png_atomic
-from .losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge, r1_penalty
+from .losses import (EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, edge_aware_smoothness, g_hinge,
+                     r1_penalty)
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
 from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
@@ -202,6 +203,9 @@ class IndependencePriorTask1:
                 area = area_penalty(m, norm=batch["box_frac"], eta=cfg.area_min)
                 binar = binarisation_penalty(m)
                 loss_g = adv + cfg.lambda_area * area + cfg.lambda_bin * binar
+                if cfg.lambda_edge > 0:
+                    edge = edge_aware_smoothness(m, batch["window"], cfg.edge_sigma)
+                    loss_g = loss_g + cfg.lambda_edge * edge
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()
@@ -209,6 +213,7 @@ class IndependencePriorTask1:
         mask_frac = (m.flatten(1).mean(1) / batch["box_frac"]).mean()
         return {"loss/D": loss_d.detach(), "loss/G_adv": adv.detach(), "loss/area": area.detach(),
                 "loss/bin": binar.detach(), "mask/area_of_box": mask_frac.detach(),
+                **({"loss/edge": edge.detach()} if cfg.lambda_edge > 0 else {}),
                 "D/real": d_real.detach().float().mean(), "D/fake": d_fake.detach().float().mean()}
 
 
