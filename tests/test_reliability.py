@@ -129,6 +129,8 @@ BAD_INPUTS = {
     "refine unknown": (lambda t, r: C.make_config(C.Task1Config, "smoke", refine="crf"), C.ConfigError, r"refine='crf'"),
     "collapse bounds": (lambda t, r: C.make_config(C.Task1Config, "smoke", collapse_low=0.5, collapse_high=0.4), C.ConfigError,
                         r"collapse_low=0\.5 must be < collapse_high"),
+    "box critic with colour jitter": (lambda t, r: C.make_config(C.Task1Config, "smoke", d_box=True, diffaug="color"),
+                                     C.ConfigError, r"d_box with diffaug 'color'"),
     "hoc crop zero": (lambda t, r: C.make_config(hoc.HOCConfig, "smoke", crop=0), C.ConfigError, r"HOCConfig\.crop=0"),
     "hoc instance size": (lambda t, r: C.make_config(hoc.HOCConfig, "smoke", instance_size=-3.0), C.ConfigError, r"instance_size=-3"),
     "redo image size": (lambda t, r: C.make_config(ReDOConfig, "smoke", image_size=33), ValueError, r"33"),

@@ -158,7 +158,7 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     assert wrapped.failed and torch.equal(wrapped(x), net(x)), "later calls go straight to eager"
 
 
-@pytest.mark.parametrize("over", [dict(amp_cpu=True), dict(d_head="flatten"), dict(channels_last=False)])
+@pytest.mark.parametrize("over", [dict(amp_cpu=True), dict(d_head="flatten"), dict(channels_last=False), dict(d_box=True)])
 def test_step_variants_give_finite_losses(tiny_root, over):
     cfg = C.make_config(C.Task1Config, "smoke", **over)
     train = prepare_windows(CubDataset(tiny_root, "train"), cfg.image_size, cfg.window_scale, progress=False)

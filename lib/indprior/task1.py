@@ -137,11 +137,13 @@ class Task1Batches:
         flip = torch.rand(b, device=self.device) < 0.5  # the same flip for a window and its box
         win = torch.where(flip[:, None, None, None], win.flip(3), win)
         box = torch.where(flip[:, None, None, None], box.flip(3), box)
-        real = to_float(self.windows[j])
-        real = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], real.flip(3), real)
+        real, real_box = to_float(self.windows[j]), self.boxes[j].float()
+        flip_real = (torch.rand(b, device=self.device) < 0.5)[:, None, None, None]
+        real, real_box = torch.where(flip_real, real.flip(3), real), torch.where(flip_real, real_box.flip(3), real_box)
         bg = to_float(self.bank[k])
         bg = torch.where((torch.rand(b, device=self.device) < 0.5)[:, None, None, None], bg.flip(3), bg)
-        return {"window": win, "box": box, "box_frac": self.box_frac[i], "background": bg, "real": real}
+        return {"window": win, "box": box, "box_frac": self.box_frac[i], "background": bg, "real": real,
+                "real_box": real_box}
 
 
 # ----------------------------------------------------------------------------- the method
@@ -154,7 +156,7 @@ class IndependencePriorTask1:
         self.cfg, self.device = cfg, device
         self.provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device)
         self.layout = Layout(self.code_dim, cfg.pose_scale, cfg.pose_rotation_deg, cfg.pose_translation).to(device)
-        self.D = Discriminator(cfg.image_size, cfg.d_base, head=cfg.d_head).to(device)
+        self.D = Discriminator(cfg.image_size, cfg.d_base, cin=4 if cfg.d_box else 3, head=cfg.d_head).to(device)
         self.ema = EMA(self.provider, cfg.ema_decay)
         g_params = list(self.provider.parameters()) + list(self.layout.parameters())
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
@@ -178,9 +180,17 @@ class IndependencePriorTask1:
         """providers -> layout -> composition for one batch; returns every intermediate (for figures too)."""
         a, m = (provider or self.provider_fn)(batch["window"], batch["box"])  # b 3 s s, b 1 s s
         pose = self.layout(torch.randn(a.shape[0], self.code_dim, device=a.device))
-        A, M = warp(a, m, pose_to_theta(pose), a.shape[-2:])
+        theta = pose_to_theta(pose)
+        A, M = warp(a, m, theta, a.shape[-2:])
         fake, visible = compose(batch["background"], [(A, M)])
-        return {"a": a, "m": m, "A": A, "M": M, "fake": fake, "visible": visible}
+        out = {"a": a, "m": m, "A": A, "M": M, "fake": fake, "visible": visible}
+        if self.cfg.d_box:  # the box moves with the instance: the critic sees where it now stands
+            out["fake_box"] = (warp(a, batch["box"].to(a.dtype), theta, a.shape[-2:])[1] > 0.5).to(a.dtype)
+        return out
+
+    def critic_input(self, image: torch.Tensor, box: torch.Tensor | None) -> torch.Tensor:
+        """What D sees: the image, plus the box as a 4th channel in [-1, 1] when `d_box`."""
+        return torch.cat([image, box.to(image.dtype) * 2 - 1], 1) if self.cfg.d_box else image
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.diffaug))
@@ -189,7 +199,9 @@ class IndependencePriorTask1:
             with record_function("Dmain"):
                 self.D.requires_grad_(True)
                 real = batch["real"].requires_grad_(cfg.r1_gamma > 0)
-                d_real, d_fake = self.D_fn(aug(real)), self.D_fn(aug(out["fake"].detach()))
+                fake_in = self.critic_input(out["fake"], out.get("fake_box")).detach()
+                d_real = self.D_fn(aug(self.critic_input(real, batch.get("real_box"))))
+                d_fake = self.D_fn(aug(fake_in))
                 loss_d = d_hinge(d_real.float(), d_fake.float())
                 if cfg.r1_gamma > 0:
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real, d_real.float())
@@ -198,7 +210,7 @@ class IndependencePriorTask1:
             self.opt_d.step()
             with record_function("Gmain"):
                 self.D.requires_grad_(False)
-                adv = g_hinge(self.D_fn(aug(out["fake"])).float())
+                adv = g_hinge(self.D_fn(aug(self.critic_input(out["fake"], out.get("fake_box")))).float())
                 m = out["m"].float()
                 area = area_penalty(m, norm=batch["box_frac"], eta=cfg.area_min)
                 binar = binarisation_penalty(m)
