@@ -12,7 +12,9 @@
    exact instance label map, on which the SISeg segmenter is trained and then applied to the real image.
 
 Measured (1,500 GAN + 600 segmenter steps, seed 0, one run each, shared 2-core CPU; AP = score-less AP):
-  coins (hand-checked GT, 24):  AP50 0.92, AP 0.63, count 24   | watershed AP50 0.74, AP 0.70, count 30
+  coins (hand-checked GT, 24):  AP50 0.70, AP 0.46, count 27   | watershed AP50 0.74, AP 0.70, count 30
+    (re-run in session 2 with this code, 1 thread; session 1 had reported 0.92 / 0.63 / 24 from an earlier
+    code state - not reproducible. The rows below are session 1's and were not re-run.)
   synthetic seed 0 (35 discs):  AP50 0.92, AP 0.75, count 34   | watershed 0.00 (grey Otsu misses the discs)
   synthetic seed 2 (32 discs):  AP50 1.00, AP 0.85, count 32   | watershed AP50 1.00, AP 0.44  (provider_window on)
   provider_window on (canvas 1.25 d, eta 0.35): coins AP50 0.70; on with canvas 1.4 d: 0.88; syn 0: same AP50.
@@ -126,7 +128,8 @@ class HOCConfig:
     border: float = 0.6  # centres may lie up to this many radii outside the crop (cut instances)
     area_eta: float = 0.3  # area hinge bites above this mask fraction of the provider canvas
     lambda_area: float = 1.0
-    lambda_bin: float = 0.5  # 0.1: soft masks drew unlabelled ghosts (coins AP50 0.46 -> 0.92 with lr_d 1e-4)
+    lambda_bin: float = 0.5  # 0.1: soft masks drew unlabelled ghosts (session 1: coins AP50 0.46 -> 0.92 with lr_d 1e-4,
+    # at an earlier code state; the shipped code re-measured 0.70)
     lambda_div: float = 0.02  # mode-seeking diversity term (Mao et al. 2019); 0 = off
     diffaug: str = "translation,cutout"
     d_base: int = 16
