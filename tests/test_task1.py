@@ -178,3 +178,18 @@ def test_bf16_inference_agrees_with_fp32(tiny_root):
     bf16 = predict_window_masks(provider, ws, torch.device("cpu"), bf16=True)
     assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
     assert (bf16 - fp32).abs().max() < 0.05 and ((bf16 > 0.5) == (fp32 > 0.5)).float().mean() > 0.97
+
+
+def test_pasted_masks_are_lazy_and_match_eager_pasting(tiny_root):
+    from indprior.task1 import PastedMasks, full_masks
+    cfg = C.make_config(C.Task1Config, "smoke")
+    ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
+    torch.manual_seed(0)
+    masks = full_masks(IndependencePriorTask1(cfg, torch.device("cpu")).provider, ws, torch.device("cpu"))
+    assert isinstance(masks, PastedMasks) and len(masks) == len(ws)
+    assert masks.probs.shape == (len(ws), cfg.image_size, cfg.image_size), "only window masks are held"
+    eager = [paste_mask(p, r, b, hw) for p, r, b, hw in zip(masks.probs, ws.rects, ws.image_boxes, ws.image_sizes)]
+    assert all(np.array_equal(a, b) for a, b in zip(masks, eager))
+    sub = masks.where([2, 0], threshold=0.5)
+    assert len(sub) == 2 and sub[0].dtype == bool and np.array_equal(sub[1], eager[0] >= 0.5)
+    assert len(masks[1:3]) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,18 +277,43 @@ def paste_mask(prob: np.ndarray, rect: tuple[int, int, int, int], box: tuple[flo
     return full * inside
 
 
-def full_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device) -> list[np.ndarray]:
-    probs = predict_window_masks(provider, ws, device)[:, 0].numpy()
-    return [paste_mask(p, r, b, hw) for p, r, b, hw in zip(probs, ws.rects, ws.image_boxes, ws.image_sizes)]
+class PastedMasks(Sequence):
+    """Full-image masks, pasted from the window masks only when asked for (`masks[i]`, iteration).
+
+    Only the small window masks (n x s x s) stay in memory, so a CUB-size test split (5,794 images) does not
+    need gigabytes of full-size float masks. `threshold` gives bool masks; `rows` selects images."""
+
+    def __init__(self, probs: np.ndarray, ws: WindowSet, threshold: float | None = None, rows: list[int] | None = None):
+        self.probs, self.ws, self.threshold = probs, ws, threshold
+        self.rows = list(range(len(probs))) if rows is None else list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
+        k, ws = self.rows[i], self.ws
+        full = paste_mask(self.probs[k], ws.rects[k], ws.image_boxes[k], ws.image_sizes[k])
+        return full if self.threshold is None else full >= self.threshold
+
+    def where(self, rows: list[int], threshold: float | None = None) -> "PastedMasks":
+        """The same masks for a subset of images (indices into this sequence), optionally thresholded."""
+        return PastedMasks(self.probs, self.ws, self.threshold if threshold is None else threshold,
+                           [self.rows[r] for r in rows])
+
+
+def full_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device) -> PastedMasks:
+    """Soft masks (float32, in [0, 1], zero outside the box) at each test image's full size, pasted lazily."""
+    return PastedMasks(predict_window_masks(provider, ws, device)[:, 0].numpy(), ws)
 
 
 def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, threshold: float = 0.5) -> dict[str, Any]:
     """Foreground scores of thresholded masks against GT (images without GT are skipped)."""
-    probs = full_masks(provider, ws, device)
-    pairs = [(p >= threshold, g) for p, g in zip(probs, ws.gt) if g is not None]
-    if not pairs:
+    rows = [i for i, g in enumerate(ws.gt) if g is not None]
+    if not rows:
         return {"n_images": 0}
-    return foreground_scores([p for p, _ in pairs], [g for _, g in pairs])
+    return foreground_scores(full_masks(provider, ws, device).where(rows, threshold), [ws.gt[i] for i in rows])
 
 
 # ----------------------------------------------------------------------------- the whole experiment
@@ -308,7 +334,7 @@ def mask_file(image_name: str) -> str:
     return str(Path(image_name).with_suffix(".png"))
 
 
-def _scores(preds: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
+def _scores(preds: Sequence[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
     s = foreground_scores(preds, gts)
     return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
             "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
@@ -364,10 +390,10 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
                                "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
     has_gt = [g is not None for g in test.gt]
     gts = [g for g in test.gt if g is not None]
+    rows = [i for i, ok in enumerate(has_gt) if ok]
     if gts:
-        metrics.update(_scores([p >= 0.5 for p, ok in zip(probs, has_gt) if ok], gts))
-        whole_box = [paste_mask(np.ones(test.windows.shape[-2:]), r, b, hw) > 0.5
-                     for r, b, hw, ok in zip(test.rects, test.image_boxes, test.image_sizes, has_gt) if ok]
+        metrics.update(_scores(probs.where(rows, 0.5), gts))
+        whole_box = PastedMasks(np.ones((len(test), *test.windows.shape[-2:]), np.float32), test, 0.5, rows)
         metrics["whole_box_iou_mean"] = foreground_scores(whole_box, gts)["iou_mean"]
     if cfg.refine == "grabcut":  # a second stage, reported as its own row
         refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
