@@ -3,7 +3,7 @@
 - Task-1 run dirs (`task1.run_task1`): pick a test image, move the threshold, toggle GT outline (green),
   prediction (yellow tint) and difference (false positives red, false negatives blue); IoU in the title.
   Soft masks are recomputed once from `checkpoint.pt` (EMA provider) and cached per run; they are kept at
-  window size and pasted back per image (`task1.paste_mask`) so a CUB-size test split fits in memory.
+  window size and pasted back per image (`task1.PastedMasks`) so a CUB-size test split fits in memory.
 - HOC run dirs (`hoc.run_hoc`): pick an instance to highlight it over the photo and show its crop.
 
 Headless: papermill, nbval and the refresh tool have no widget frontend, and a stored widget output
@@ -92,13 +92,19 @@ class Task1Run:
 
     run_dir: Path
     test: CubDataset
-    windows: task1.WindowSet
-    probs: np.ndarray  # n s s float32
+    masks: task1.PastedMasks  # window-size soft masks, pasted into the full image on demand
     ious: np.ndarray  # n: IoU at threshold 0.5 (nan without GT)
 
+    @property
+    def windows(self) -> task1.WindowSet:
+        return self.masks.ws
+
+    @property
+    def probs(self) -> np.ndarray:  # n s s float32
+        return self.masks.probs
+
     def soft(self, i: int) -> np.ndarray:
-        ws = self.windows
-        return task1.paste_mask(self.probs[i], ws.rects[i], ws.image_boxes[i], ws.image_sizes[i])
+        return self.masks[i]
 
     def view(self, i: int, threshold: float = 0.5, gt: bool = True, pred: bool = True, diff: bool = False) -> dict[str, Any]:
         """What the explorer shows for image i: rgb overlay, the binary mask, its area and IoU."""
@@ -129,8 +135,8 @@ def load_task1(run_dir: str | Path, *, device: str = "cpu", cache_dir: str | Pat
         cfg, method = task1.load_run(run_dir, device)
         test = CubDataset(resolve_dataset(dataset or cfg.dataset, cache_dir), "test")
         ws = task1.prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
-        probs = task1.predict_window_masks(method.ema.module, ws, torch.device(device))[:, 0].numpy()
-        run = Task1Run(run_dir, test, ws, probs, np.full(len(ws), np.nan))
+        masks = task1.full_masks(method.ema.module, ws, torch.device(device))
+        run = Task1Run(run_dir, test, masks, np.full(len(ws), np.nan))
         run.ious = np.array([np.nan if g is None else mask_iou(run.soft(i) >= 0.5, g) for i, g in enumerate(ws.gt)])
         _CACHE.pop(next(iter(_CACHE))) if len(_CACHE) >= 4 else None  # soft masks of the last few runs only
         _CACHE[key] = run

@@ -393,7 +393,8 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
     rows = [i for i, ok in enumerate(has_gt) if ok]
     if gts:
         metrics.update(_scores(probs.where(rows, 0.5), gts))
-        whole_box = PastedMasks(np.ones((len(test), *test.windows.shape[-2:]), np.float32), test, 0.5, rows)
+        ones = np.broadcast_to(np.ones((1, *test.windows.shape[-2:]), np.float32), (len(test), *test.windows.shape[-2:]))
+        whole_box = PastedMasks(ones, test, 0.5, rows)  # a read-only view: no n x s x s array of ones
         metrics["whole_box_iou_mean"] = foreground_scores(whole_box, gts)["iou_mean"]
     if cfg.refine == "grabcut":  # a second stage, reported as its own row
         refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
