@@ -47,7 +47,7 @@ from indprior.train import atomic_write_text, autocast_enabled, resolve_device
 
 HERE = Path(__file__).resolve().parent
 TIME_TO_IOU_STEPS = 1000  # cpu profile: ~6 min on 2 idle cores
-TRAIN_BATCH, INFER_BATCH = 16, 64
+TRAIN_BATCH, INFER_BATCH = 16, 64  # --train-batch changes the first (a GPU needs far more than 16 to fill)
 # (name, size, repeats, quick repeats): cheap jobs first, so the process's peak RSS is attributable
 JOBS = [("provider-infer", 128, 10, 2), ("provider-infer-bf16", 128, 10, 2), ("grabcut-infer", 160, 10, 2),
         ("grabcut-infer", 400, 5, 2), ("prior-train", 64, 10, 2), ("prior-train-bf16", 64, 10, 2), ("prior-train", 128, 7, 2),
@@ -187,14 +187,19 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TRAIN_BATCH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats: a smoke check, not a measurement")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
     p.add_argument("--profile", default=None, help="model sizes: cpu (default on CPU) | paper (default on CUDA) | smoke")
     p.add_argument("--only", default=None, help="comma-separated jobs, 'name' or 'name@size' (e.g. provider-infer,redo-train@64)")
+    p.add_argument("--train-batch", type=int, default=TRAIN_BATCH, help=f"training batch (default {TRAIN_BATCH})")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     args = p.parse_args(argv)
+    if args.train_batch < 1:
+        p.error(f"--train-batch {args.train_batch}: expected a positive integer")
+    TRAIN_BATCH = args.train_batch
     device = resolve_device(args.device)
     profile = C.check_profile(args.profile or ("paper" if device.type == "cuda" else "cpu"))
     if args.threads:

@@ -41,3 +41,55 @@ def test_unknown_job_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "nope", "--out", str(tmp_path / "r.json")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "matches no job" in proc.stderr and not (tmp_path / "r.json").exists()
+
+
+def test_train_batch_option_sets_the_batch_and_rejects_nonsense(tmp_path):
+    out = tmp_path / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--profile", "smoke", "--train-batch", "3", "--only",
+                           "prior-train@64", "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["settings"]["train_batch"] == 3 and result["results"][0]["batch"] == 3
+    bad = subprocess.run([sys.executable, str(BENCH), "--train-batch", "0", "--out", str(tmp_path / "b.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--train-batch 0" in bad.stderr
+
+
+SWEEP = BENCH.parent / "sweep.py"
+
+
+def test_sweep_runs_a_grid_and_summarises_it(tmp_path):
+    from indprior.synth import make_synthetic_cub
+    root = make_synthetic_cub(tmp_path / "cub", n_images=8, n_test=4, image_size=64)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"datasets": [f"cub:{root}"], "configs": {
+        "a": {"profile": "smoke", "set": {"steps": 4}},
+        "b": {"profile": "smoke", "set": {"steps": 4, "d_box": True, "lr_g": 1e-4}}}}))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(SWEEP), str(grid), "--out", str(tmp_path / "sw"), "--workers", "2"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads((tmp_path / "sw" / "summary.json").read_text())["runs"]
+    assert [(r["config"], r["status"]) for r in runs] == [("a", "done"), ("b", "done")], runs
+    for r in runs:
+        assert 0 <= r["metrics"]["iou_mean"] <= 1 and r["curve"] and r["curve"][-1][0] == 4
+    import torch
+    saved = torch.load(next((tmp_path / "sw").glob("b__*/checkpoint.pt")), weights_only=False)
+    assert saved["config"]["d_box"] is True and saved["config"]["lr_g"] == 1e-4, "--set values reach the config"
+    assert "config" in proc.stdout and "a " in proc.stdout
+
+
+def test_sweep_past_its_deadline_starts_nothing_and_bad_grids_are_named(tmp_path):
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"datasets": ["synthetic"], "configs": {"a": {"profile": "smoke"}}}))
+    proc = subprocess.run([sys.executable, str(SWEEP), str(grid), "--out", str(tmp_path / "sw"), "--deadline", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["status"] for r in json.loads((tmp_path / "sw" / "summary.json").read_text())["runs"]] == ["not started"]
+    for text, expected in [("{not json", "cannot read it as JSON"), ('{"configs": {}}', "expected {'datasets'"),
+                           ('{"datasets": ["synthetic"], "configs": {"a": {"steps": 3}}}', "config 'a' must be")]:
+        grid.write_text(text)
+        bad = subprocess.run([sys.executable, str(SWEEP), str(grid), "--out", str(tmp_path / "x")],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and str(grid) in bad.stderr and expected in bad.stderr, bad.stderr

@@ -201,8 +201,10 @@ class IndependencePriorTask1:
                 self.D.requires_grad_(True)
                 real = batch["real"].requires_grad_(cfg.r1_gamma > 0)
                 fake_in = self.critic_input(out["fake"], out.get("fake_box")).detach()
-                d_real = self.D_fn(aug(self.critic_input(real, batch.get("real_box"))))
-                d_fake = self.D_fn(aug(fake_in))
+                # one critic call on real + fake: a spectral-norm critic called twice before backward breaks
+                # under torch.compile (its power iteration updates u in place), and one big batch is faster
+                d_real, d_fake = self.D_fn(aug(torch.cat([self.critic_input(real, batch.get("real_box")), fake_in]))
+                                           ).split([len(real), len(fake_in)])
                 loss_d = d_hinge(d_real.float(), d_fake.float())
                 if cfg.r1_gamma > 0:
                     loss_d = loss_d + cfg.r1_gamma / 2 * r1_penalty(real, d_real.float())
