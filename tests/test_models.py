@@ -167,3 +167,20 @@ def test_edge_aware_smoothness_prefers_masks_on_colour_edges():
     soft = off.clone().requires_grad_(True)
     edge_aware_smoothness(soft, img).backward()
     assert soft.grad.abs().sum() > 0
+
+
+def test_box_projection_is_zero_for_a_mask_spanning_the_box_and_one_for_an_empty_mask():
+    from indprior.losses import box_projection
+    box = torch.zeros(2, 1, 10, 10)
+    box[..., 2:8, 1:9] = 1
+    cross = torch.zeros_like(box)  # a plus sign touching all four box sides: spans it, though far from filling it
+    cross[..., 4:6, 1:9] = 1
+    cross[..., 2:8, 4:6] = 1
+    assert box_projection(box, box) < 1e-6 and box_projection(cross, box) < 1e-6
+    assert box_projection(torch.zeros_like(box), box) == pytest.approx(1.0)
+    half = torch.zeros_like(box)  # the left half of the box: full height, half the width
+    half[..., 2:8, 1:5] = 1
+    assert box_projection(half, box) == pytest.approx((1 - 2 * 4 / (4 + 8)) / 2, abs=1e-6)
+    m = torch.full_like(box, 0.5, requires_grad=True)
+    box_projection(m * box, box).backward()
+    assert m.grad.abs().sum() > 0

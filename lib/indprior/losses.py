@@ -57,6 +57,19 @@ def edge_aware_smoothness(mask: torch.Tensor, image: torch.Tensor, sigma: float 
     return total / len(offsets)
 
 
+def box_projection(mask: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """The box-tightness prior of box-supervised segmentation (BoxInst, Tian et al. CVPR 2021): a tight box
+    is touched by its object on every side, so the mask's maximum over each column (and each row) should
+    match the box's. Dice loss of the two projections, averaged over both axes and the batch; 0 when the mask
+    spans the box in both directions. mask, box: b 1 h w in [0, 1]."""
+    total = mask.new_zeros(())
+    for dim in (-2, -1):
+        p, t = mask.amax(dim).flatten(1), box.to(mask.dtype).amax(dim).flatten(1)  # b w (or b h)
+        dice = 2 * (p * t).sum(1) / (p.pow(2).sum(1) + t.pow(2).sum(1)).clamp_min(1e-6)
+        total = total + (1 - dice).mean()
+    return total / 2
+
+
 def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): squared gradient norm of D at the reals; `real` must require grad."""
     (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)

@@ -27,8 +27,8 @@ from . import config as C
 from . import dist
 from .baselines import grabcut_refine
 from .data import CubDataset, resolve_dataset, save_png_atomic
-from .losses import (EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, edge_aware_smoothness, g_hinge,
-                     r1_penalty)
+from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_hinge, diff_augment,
+                     edge_aware_smoothness, g_hinge, r1_penalty)
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
 from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
@@ -221,6 +221,9 @@ class IndependencePriorTask1:
                 if cfg.lambda_edge > 0:
                     edge = edge_aware_smoothness(m, batch["window"], cfg.edge_sigma)
                     loss_g = loss_g + cfg.lambda_edge * edge
+                if cfg.lambda_proj > 0:
+                    proj = box_projection(m, batch["box"])
+                    loss_g = loss_g + cfg.lambda_proj * proj
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()
@@ -229,6 +232,7 @@ class IndependencePriorTask1:
         return {"loss/D": loss_d.detach(), "loss/G_adv": adv.detach(), "loss/area": area.detach(),
                 "loss/bin": binar.detach(), "mask/area_of_box": mask_frac.detach(),
                 **({"loss/edge": edge.detach()} if cfg.lambda_edge > 0 else {}),
+                **({"loss/proj": proj.detach()} if cfg.lambda_proj > 0 else {}),
                 "D/real": d_real.detach().float().mean(), "D/fake": d_fake.detach().float().mean()}
 
 
