@@ -125,7 +125,8 @@ def _time_to_iou(profile: str, device: torch.device) -> Callable[[int], dict[str
         from indprior.train import read_log
         quick = profile == "smoke"
         cfg = C.make_config(C.Task1Config, profile, dataset="synthetic", eval_every=10 if quick else 100,
-                            steps=20 if quick else TIME_TO_IOU_STEPS, refine="none", sample_every=0)
+                            steps=20 if quick else TIME_TO_IOU_STEPS, refine="none", self_train_steps=0,
+                            sample_every=0)
         with tempfile.TemporaryDirectory() as tmp:
             run_task1(cfg, tmp, progress=False, cache_dir=HERE.parent / ".cache" / "data")
             evals = [r for r in read_log(tmp) if "val/iou" in r]

@@ -101,7 +101,7 @@ def test_learning_beats_the_whole_box_mask(tmp_path):
     """A few hundred steps with the cpu profile's networks lift test IoU well above the whole-box mask."""
     root = resolve_dataset("synthetic", tmp_path)  # the default set: 180 train / 60 test images, 160 px
     cfg = C.make_config(C.Task1Config, "cpu", dataset=f"cub:{root}", steps=400, eval_every=0, ckpt_every=0,
-                        refine="none")
+                        refine="none", self_train_steps=0)
     metrics = run_task1(cfg, tmp_path / "run", progress=False)
     print(metrics)
     assert metrics["iou_mean"] > metrics["whole_box_iou_mean"] + 0.1, metrics

@@ -11,6 +11,7 @@ Inference: S(window) pasted back into the image at the box -> threshold 0.5 -> b
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_
                      edge_aware_smoothness, g_hinge, r1_penalty)
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
-from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
+from .selftrain import pseudo_labels, self_train
+from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
                      resolve_device, seed_everything, sustained)
 
 
@@ -345,6 +347,19 @@ def _scores(preds: Sequence[np.ndarray], gts: list[np.ndarray]) -> dict[str, flo
     return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
             "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
 
+def self_trained(cfg: C.Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: CubDataset,
+                 device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
+    """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
+    (saved as out_dir/self_trained.pt: {"state", "steps"}). Uses boxes only, like the GAN."""
+    targets = pseudo_labels(full_masks(provider, train, device), train_ds, train.rects, train.image_boxes,
+                            cfg.image_size, progress)
+    student = self_train(provider, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
+                         lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device, progress=progress)
+    atomic_write_bytes(out_dir / "self_trained.pt",
+                       lambda f: torch.save({"state": student.state_dict(), "steps": cfg.self_train_steps}, f))
+    return student
+
+
 def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, progress: bool = True,
               cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
     """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
@@ -402,14 +417,34 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         ones = np.broadcast_to(np.ones((1, *test.windows.shape[-2:]), np.float32), (len(test), *test.windows.shape[-2:]))
         whole_box = PastedMasks(ones, test, 0.5, rows)  # a read-only view: no n x s x s array of ones
         metrics["whole_box_iou_mean"] = foreground_scores(whole_box, gts)["iou_mean"]
-    if cfg.refine == "grabcut":  # a second stage, reported as its own row
+    def refine(probs: PastedMasks, folder_name: str, key: str) -> None:  # GrabCut from the masks: its own row
         refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
                    for i in tqdm(range(len(test)), desc="grabcut refine", disable=not progress, leave=False)]
-        with atomic_dir(out_dir / "masks_refined") as folder:
+        with atomic_dir(out_dir / folder_name) as folder:
             for name, mask in zip(test.names, refined):
                 save_png_atomic(folder / mask_file(name), (mask * 255).astype(np.uint8))
         if gts:
-            metrics["refined_grabcut"] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
+            metrics[key] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
+
+    stale = ([] if cfg.refine == "grabcut" else ["masks_refined", "masks_self_trained_refined"]) + \
+        ([] if cfg.self_train_steps > 0 else ["masks_self_trained", "masks_self_trained_refined", "self_trained.pt"])
+    for path in (out_dir / name for name in stale):  # outputs of stages this config turns off, from an earlier run
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    if cfg.refine == "grabcut":
+        refine(probs, "masks_refined", "refined_grabcut")
+    if cfg.self_train_steps > 0:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
+        student = self_trained(cfg, method.ema.module, train, train_ds, device, out_dir, progress)
+        s_probs = full_masks(student, test, device)
+        with atomic_dir(out_dir / "masks_self_trained") as folder:
+            for name, prob in zip(test.names, s_probs):
+                save_png_atomic(folder / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
+        if gts:
+            metrics["self_trained"] = _scores(s_probs.where(rows, 0.5), gts)
+        if cfg.refine == "grabcut":
+            refine(s_probs, "masks_self_trained_refined", "self_trained_grabcut")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))

@@ -1,0 +1,78 @@
+"""Task 1's optional second stage (ours, NOT in the paper): self-training on GrabCut pseudo-labels.
+
+The GAN's provider is good at *where* the object is and poor at its exact extent (docs/method.md: masks
+settle at the area hinge, parts get cut). GrabCut started from its soft masks on the **training** images
+(boxes only, no GT anywhere) gives better masks; a copy of the provider trained on them with binary
+cross-entropy (plus horizontal flips) learns the correction and applies it to new images in one forward pass.
+It is the classical self-training / distillation step of weakly supervised segmentation. Measured on the two
+tuning draws, 300 steps: test IoU 0.734 -> 0.775 (seed 0) and 0.682 -> 0.759 (seed 2); with GrabCut on top
+0.835 and 0.830. Reported as its own rows; `self_train_steps=0` turns it off.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .baselines import grabcut_refine
+from .data import Sample
+
+
+def window_target(full_mask: np.ndarray, rect: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """A full-image mask cut to its window and resized like the window's pixels: size x size float32 in [0, 1]."""
+    x0, y0, w, h = (int(v) for v in rect)
+    crop = np.ascontiguousarray(full_mask[y0:y0 + h, x0:x0 + w], dtype=np.float32)
+    if crop.shape != (h, w) or h < 1 or w < 1:
+        raise ValueError(f"window {rect} does not lie inside a mask of shape {full_mask.shape}")
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def pseudo_labels(full_probs: Sequence[np.ndarray], dataset: Sequence[Sample], rects: Sequence[tuple[int, ...]],
+                  boxes: Sequence[tuple[float, ...]], size: int, progress: bool = False) -> torch.Tensor:
+    """GrabCut from each soft mask on its own image, cut back to the window: n 1 size size float32 targets.
+
+    full_probs[i]: image i's soft mask (full size); dataset[i].image is loaded one at a time (CUB's train split
+    would not fit in memory at once)."""
+    if not len(full_probs) == len(dataset) == len(rects) == len(boxes):
+        raise ValueError(f"pseudo_labels: {len(full_probs)} masks, {len(dataset)} images, {len(rects)} windows and "
+                         f"{len(boxes)} boxes; expected one of each per training image")
+    out = [window_target(grabcut_refine(dataset[i].image, tuple(boxes[i]), full_probs[i]), rects[i], size)
+           for i in tqdm(range(len(dataset)), desc="pseudo-labels", disable=not progress, leave=False)]
+    return torch.from_numpy(np.stack(out))[:, None] if out else torch.zeros(0, 1, size, size)
+
+
+def self_train(provider: torch.nn.Module, windows: torch.Tensor, boxes: torch.Tensor, targets: torch.Tensor, *,
+               steps: int, lr: float = 1e-4, batch_size: int = 16, seed: int = 0, device: torch.device | str = "cpu",
+               progress: bool = False) -> torch.nn.Module:
+    """A copy of `provider` trained `steps` Adam steps on (window, box) -> target with BCE; returns it in eval mode.
+
+    windows: n 3 s s, uint8 (cast per batch, as in training) or float in [-1, 1]; boxes, targets: n 1 s s in
+    [0, 1]. The provider is left untouched.
+    """
+    n = len(windows)
+    if not n == len(boxes) == len(targets):
+        raise ValueError(f"self_train: {n} windows, {len(boxes)} boxes, {len(targets)} targets; expected equal counts")
+    if n == 0 or steps < 0 or batch_size < 1:
+        raise ValueError(f"self_train: needs windows (got {n}), steps >= 0 (got {steps}), batch_size >= 1 (got {batch_size})")
+    device = torch.device(device)
+    student = copy.deepcopy(provider).to(device).train().requires_grad_(True)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    data = [t.to(device) for t in (windows, boxes, targets)]
+    for step in tqdm(range(steps), desc="self-training", disable=not progress, leave=False):
+        idx = torch.randint(0, n, (min(batch_size, n),), generator=gen).to(device)
+        x, b, y = (t[idx] for t in data)
+        x, b = (x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x), b.float()
+        if step % 2:  # horizontal flips: the mask of a mirrored window is the mirrored mask
+            x, b, y = x.flip(-1), b.flip(-1), y.flip(-1)
+        mask = student(x, b)[1].float()
+        loss = F.binary_cross_entropy(mask.clamp(1e-4, 1 - 1e-4), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return student.eval().requires_grad_(False)

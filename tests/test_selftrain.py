@@ -1,0 +1,83 @@
+"""Task 1's self-training stage: window targets, pseudo-labels, the student learns, run_task1's outputs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from indprior import config as C
+from indprior.data import CubDataset
+from indprior.models import SegmentingProvider
+from indprior.selftrain import pseudo_labels, self_train, window_target
+from indprior.synth import make_synthetic_cub
+from indprior.task1 import full_masks, prepare_windows, run_task1
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return make_synthetic_cub(tmp_path_factory.mktemp("cub") / "CUB", n_images=24, n_test=6, image_size=96, seed=3)
+
+
+def test_window_target_cuts_and_resizes_like_the_window():
+    full = np.zeros((40, 60), bool)
+    full[10:20, 30:50] = True  # the right half of the window below
+    t = window_target(full, (10, 10, 40, 10), 8)
+    assert t.shape == (8, 8) and t.dtype == np.float32
+    assert np.allclose(t[:, :4], 0) and np.allclose(t[:, 4:], 1)
+    with pytest.raises(ValueError, match="does not lie inside"):
+        window_target(full, (50, 0, 20, 10), 8)
+
+
+def test_pseudo_labels_are_soft_window_masks_inside_the_box(root):
+    ds = CubDataset(root, "train")
+    ws = prepare_windows(ds, 32, 1.3, progress=False)
+    torch.manual_seed(0)
+    probs = full_masks(SegmentingProvider(8, 2), ws, torch.device("cpu"))
+    targets = pseudo_labels(probs, ds, ws.rects, ws.image_boxes, 32)
+    assert targets.shape == (len(ds), 1, 32, 32) and targets.dtype == torch.float32
+    assert 0 <= targets.min() and targets.max() <= 1
+    assert targets[ws.boxes == 0].max() < 0.5, "GrabCut's masks are empty outside the box"
+    with pytest.raises(ValueError, match="expected one of each"):
+        pseudo_labels(probs, ds, ws.rects[:3], ws.image_boxes, 32)
+
+
+def test_student_learns_its_targets_and_leaves_the_teacher_alone(root):
+    """Trained on the GT windows as targets, the student's masks must match them far better than the teacher's."""
+    ds = CubDataset(root, "train")
+    ws = prepare_windows(ds, 32, 1.3, progress=False)
+    targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
+    torch.manual_seed(0)
+    teacher = SegmentingProvider(8, 2)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    student = self_train(teacher, ws.windows, ws.boxes, targets, steps=150, lr=3e-3, batch_size=8)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+    x = ws.windows.float() / 127.5 - 1
+
+    def iou(net):
+        with torch.no_grad():
+            m = net(x, ws.boxes.float())[1] > 0.5
+        t = targets > 0.5
+        return float((m & t).sum() / (m | t).sum())
+    assert iou(student) > 0.7 and iou(student) > iou(teacher) + 0.2, (iou(student), iou(teacher))
+    with pytest.raises(ValueError, match="equal counts"):
+        self_train(teacher, ws.windows, ws.boxes[:2], targets, steps=1)
+    with pytest.raises(ValueError, match="steps >= 0"):
+        self_train(teacher, ws.windows, ws.boxes, targets, steps=-1)
+
+
+def test_run_task1_reports_the_self_trained_rows_and_resumes_with_other_stage_settings(root, tmp_path):
+    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", steps=4)
+    m = run_task1(cfg, tmp_path, progress=False)
+    for key in ("self_trained", "self_trained_grabcut"):
+        assert {"acc", "iou_mean", "iou_pooled"} <= set(m[key]) and 0 <= m[key]["iou_mean"] <= 1
+    assert len(list((tmp_path / "masks_self_trained").rglob("*.png"))) == m["n_images"] == 6
+    assert (tmp_path / "self_trained.pt").is_file()
+    again = run_task1(C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", steps=4, self_train_steps=0,
+                                    refine="none"), tmp_path, progress=False)  # resumes: nothing retrained
+    assert "self_trained" not in again and "refined_grabcut" not in again
+    assert sorted(p.name for p in tmp_path.glob("*masks*")) == ["masks"], "outputs of stages now off are removed"
+    assert not (tmp_path / "self_trained.pt").exists()
+    assert again["iou_mean"] == m["iou_mean"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == again
