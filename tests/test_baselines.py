@@ -157,3 +157,17 @@ def test_watershed_on_coins_photo_is_in_a_sane_range():
     coins = skimage.data.coins()
     out = otsu_watershed(np.repeat(coins[..., None], 3, axis=2))
     assert 15 <= out.max() <= 35
+
+
+def test_map_threads_keeps_order_and_matches_a_sequential_grabcut_loop():
+    from indprior.baselines import grabcut_box, map_threads
+    from indprior.synth import make_kite_image
+    jobs = []
+    for i in range(6):
+        img, m = make_kite_image(np.random.default_rng([7, i]), 96)
+        ys, xs = np.nonzero(m)
+        jobs.append((img, (int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1)))
+    sequential = [grabcut_box(*j) for j in jobs]
+    threaded = map_threads(lambda i: grabcut_box(*jobs[i]), len(jobs), workers=3)
+    assert len(threaded) == len(jobs) and all(np.array_equal(a, b) for a, b in zip(sequential, threaded))
+    assert map_threads(lambda i: i * i, 5, workers=2) == [0, 1, 4, 9, 16] and map_threads(str, 0) == []

@@ -47,6 +47,7 @@ def test_one_row_per_method_with_the_documented_columns(smoke_runs):
         assert r["infer_images_per_s"] > 0
     assert by["independence prior (EMA U-Net)"]["profile"] == "smoke" and by["ReDO"]["train_seconds"] >= 0
     assert by["GrabCut (box init)"]["train_seconds"] is None, "GrabCut has no training"
+    assert by[METHODS[2]]["train_seconds"] == round(smoke_runs["t1"]["train_seconds"] + smoke_runs["t1"]["self_train_seconds"], 1)
     assert by["independence prior + GrabCut refinement"]["infer_images_per_s"] < by["independence prior (EMA U-Net)"]["infer_images_per_s"]
 
 

@@ -7,6 +7,10 @@ a synthetic set where our first GAN run reached 0.73), so every results table ca
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
@@ -17,6 +21,19 @@ from skimage.segmentation import relabel_sequential, watershed
 # cv2's GrabCut fits 5-component colour GMMs with k-means; fewer samples than this make it fail
 # or fit noise, so below it we fall back (see the docstrings).
 MIN_GMM_SAMPLES = 20
+
+T = TypeVar("T")
+
+
+def map_threads(fn: Callable[[int], T], n: int, *, workers: int | None = None, desc: str = "",
+                progress: bool = False) -> list[T]:
+    """[fn(0), ..., fn(n - 1)] on a thread pool, in order. For GrabCut over many images: OpenCV releases the
+    GIL (24 images at 400 px: 4.5 s in one thread, 2.5 s in two, on 2 cores) and `grabcut_box` /
+    `grabcut_refine` seed OpenCV's per-thread RNG on every call, so the masks equal a sequential loop's."""
+    from tqdm.auto import tqdm
+    with ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool:
+        return list(tqdm(pool.map(fn, range(n)), total=n, desc=desc, disable=not progress, leave=False))
+
 
 # ------------------------------------------------------------------ validation helpers
 

@@ -156,13 +156,15 @@ def method_rows(task1: dict | None = None, grabcut: dict | None = None, redo: di
         if "refined_grabcut" in task1:
             rows.append(pick(task1["refined_grabcut"], method="independence prior + GrabCut refinement", eval=BOX,
                              infer_images_per_s=rates.get("refined"), device=f"{task1.get('device')} + {OPENCV}", **same))
-        if "self_trained" in task1:  # same network as the provider: same inference rates
+        # the self-trained network has the provider's architecture (same inference rates); its training adds
+        self_same = same | {"train_seconds": round((task1.get("train_seconds") or 0) + task1.get("self_train_seconds", 0), 1)}
+        if "self_trained" in task1:
             rows.append(pick(task1["self_trained"], method="independence prior + self-training (GrabCut pseudo-labels)",
-                             eval=BOX, infer_images_per_s=rates.get("prior"), device=task1.get("device"), **same))
+                             eval=BOX, infer_images_per_s=rates.get("prior"), device=task1.get("device"), **self_same))
         if "self_trained_grabcut" in task1:
             rows.append(pick(task1["self_trained_grabcut"], method="independence prior + self-training + GrabCut refinement",
                              eval=BOX, infer_images_per_s=rates.get("refined"), device=f"{task1.get('device')} + {OPENCV}",
-                             **same))
+                             **self_same))
     if grabcut:
         rows.append(pick(grabcut, method="GrabCut (box init)", eval=BOX, infer_images_per_s=grabcut.get("infer_images_per_s"),
                          device=OPENCV, split=grabcut.get("split")))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .baselines import grabcut_refine
+from .baselines import grabcut_refine, map_threads
 from .data import Sample
 
 
@@ -41,8 +41,8 @@ def pseudo_labels(full_probs: Sequence[np.ndarray], dataset: Sequence[Sample], r
     if not len(full_probs) == len(dataset) == len(rects) == len(boxes):
         raise ValueError(f"pseudo_labels: {len(full_probs)} masks, {len(dataset)} images, {len(rects)} windows and "
                          f"{len(boxes)} boxes; expected one of each per training image")
-    out = [window_target(grabcut_refine(dataset[i].image, tuple(boxes[i]), full_probs[i]), rects[i], size)
-           for i in tqdm(range(len(dataset)), desc="pseudo-labels", disable=not progress, leave=False)]
+    out = map_threads(lambda i: window_target(grabcut_refine(dataset[i].image, tuple(boxes[i]), full_probs[i]),
+                                              rects[i], size), len(dataset), desc="pseudo-labels", progress=progress)
     return torch.from_numpy(np.stack(out))[:, None] if out else torch.zeros(0, 1, size, size)
 
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import config as C
 from . import dist
-from .baselines import grabcut_refine
+from .baselines import grabcut_refine, map_threads
 from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_hinge, diff_augment,
                      edge_aware_smoothness, g_hinge, r1_penalty)
@@ -347,6 +347,15 @@ def _scores(preds: Sequence[np.ndarray], gts: list[np.ndarray]) -> dict[str, flo
     return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
             "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
 
+
+def _save_masks(folder: Path, names: Sequence[str], masks: Sequence[np.ndarray]) -> None:
+    """Masks (bool, or soft in [0, 1]: thresholded at 0.5) as 0/255 PNGs mirroring images/, in an atomic folder
+    (a re-run never leaves a mix of old and new masks)."""
+    with atomic_dir(folder) as tmp:
+        for name, mask in zip(names, masks):
+            save_png_atomic(tmp / mask_file(name), ((np.asarray(mask) >= 0.5) * 255).astype(np.uint8))
+
+
 def self_trained(cfg: C.Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: CubDataset,
                  device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
     """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
@@ -401,9 +410,7 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         return {"rank": dist.rank(), "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     probs = full_masks(method.ema.module, test, device)
-    with atomic_dir(out_dir / "masks") as folder:  # a re-run never leaves a mix of old and new masks
-        for name, prob in zip(test.names, probs):
-            save_png_atomic(folder / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
+    _save_masks(out_dir / "masks", test.names, probs)
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(test), "profile": cfg.profile,
                                "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
                                "model": "EMA provider at the last step (no checkpoint selection)",
@@ -417,12 +424,11 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         ones = np.broadcast_to(np.ones((1, *test.windows.shape[-2:]), np.float32), (len(test), *test.windows.shape[-2:]))
         whole_box = PastedMasks(ones, test, 0.5, rows)  # a read-only view: no n x s x s array of ones
         metrics["whole_box_iou_mean"] = foreground_scores(whole_box, gts)["iou_mean"]
+
     def refine(probs: PastedMasks, folder_name: str, key: str) -> None:  # GrabCut from the masks: its own row
-        refined = [grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i])
-                   for i in tqdm(range(len(test)), desc="grabcut refine", disable=not progress, leave=False)]
-        with atomic_dir(out_dir / folder_name) as folder:
-            for name, mask in zip(test.names, refined):
-                save_png_atomic(folder / mask_file(name), (mask * 255).astype(np.uint8))
+        refined = map_threads(lambda i: grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i]),
+                              len(test), desc="grabcut refine", progress=progress)
+        _save_masks(out_dir / folder_name, test.names, refined)
         if gts:
             metrics[key] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
 
@@ -436,11 +442,11 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
     if cfg.refine == "grabcut":
         refine(probs, "masks_refined", "refined_grabcut")
     if cfg.self_train_steps > 0:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
+        t_self = time.perf_counter()
         student = self_trained(cfg, method.ema.module, train, train_ds, device, out_dir, progress)
+        metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
         s_probs = full_masks(student, test, device)
-        with atomic_dir(out_dir / "masks_self_trained") as folder:
-            for name, prob in zip(test.names, s_probs):
-                save_png_atomic(folder / mask_file(name), ((prob >= 0.5) * 255).astype(np.uint8))
+        _save_masks(out_dir / "masks_self_trained", test.names, s_probs)
         if gts:
             metrics["self_trained"] = _scores(s_probs.where(rows, 0.5), gts)
         if cfg.refine == "grabcut":
