@@ -303,7 +303,7 @@ def _cfg(root):
 
 
 def _without_times(m):
-    return {k: v for k, v in m.items() if k not in ("seconds", "train_seconds")}
+    return {k: v for k, v in m.items() if k not in ("seconds", "train_seconds", "self_train_seconds")}
 
 
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, clean_cub, one_thread):
@@ -336,7 +336,7 @@ def test_same_seed_same_metrics_and_masks(tmp_path, clean_cub, one_thread):
     a = task1.run_task1(cfg, tmp_path / "a", progress=False)
     b = task1.run_task1(cfg, tmp_path / "b", progress=False)
     assert _without_times(a) == _without_times(b)
-    for sub in ("masks", "masks_refined"):
+    for sub in ("masks", "masks_refined", "masks_self_trained", "masks_self_trained_refined"):
         for p in (tmp_path / "a" / sub).rglob("*.png"):
             assert p.read_bytes() == (tmp_path / "b" / sub / p.relative_to(tmp_path / "a" / sub)).read_bytes(), p
     c = task1.run_task1(C.make_config(C.Task1Config, "smoke", dataset=f"cub:{clean_cub}", steps=30, seed=1), tmp_path / "c",

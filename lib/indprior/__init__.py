@@ -7,7 +7,9 @@ Modules, one idea each:
   models    instance providers, layout module, composition module, discriminator
   losses    hinge loss, mask-area and binarisation penalties, differentiable augmentation
   train     the generic Trainer loop, checkpoints and the JSONL log
+  windows   box windows of a split, window masks pasted back into images (task 1 and ReDO)
   task1     foreground segmentation with box annotations (train, segment, evaluate)
+  selftrain task 1's optional second stage: self-training on GrabCut pseudo-labels (not in the paper)
   hoc       instances from one image of a homogeneous object cluster
   siseg     SISeg-style instance segmenter (foreground, displacement field, boundary)
   redo      the ReDO baseline;  baselines: GrabCut and watershed

@@ -27,8 +27,9 @@ from .baselines import grabcut_box, grabcut_refine, otsu_watershed
 from .data import CubDataset, load_label_map, resolve_dataset, save_png_atomic
 from .metrics import foreground_scores, instance_scores
 from .redo import ReDO, ReDOConfig, paste_window, window_probs
-from .task1 import full_masks, load_run, mask_file, prepare_windows
+from .task1 import load_run
 from .train import CHECKPOINT, atomic_write_text, load_checkpoint, resolve_device
+from .windows import full_masks, mask_file, prepare_windows
 
 COLUMNS = ("method", "eval", "acc", "iou_mean", "iou_pooled", "train_seconds", "infer_images_per_s", "device",
            "profile", "split")

@@ -14,7 +14,7 @@ Hyper-parameters are the paper's / reference code's: Adam betas (0.0, 0.9); lr 1
 
 Inputs (a choice, for a fair table): ReDO's code feeds whole CUB images (short side resized, centre-
 cropped to 128 px; its own 10k/1k/788 split) and never reads the boxes. We feed it the *same box windows
-as task 1* (`task1.prepare_windows`, 1.3x the box, official CUB train/test split). That hands ReDO the
+as task 1* (`windows.prepare_windows`, 1.3x the box, official CUB train/test split). That hands ReDO the
 box implicitly (the bird is centred and fills most of the window) and is kinder to it than the paper's
 setting; whatever ReDO finds is pasted back into the whole window (nothing is cut to the box).
 
@@ -48,7 +48,7 @@ from .data import CubDataset, resolve_dataset, save_png_atomic
 from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
-from .task1 import WindowSet, mask_file, paste_mask, prepare_windows, to_float
+from .windows import WindowSet, mask_file, paste_mask, prepare_windows, to_float
 from .train import (atomic_dir, atomic_write_text, fit_with_restarts, prepare_out_dir, resolve_device,
                      seed_everything, sustained)
 

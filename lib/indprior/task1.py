@@ -14,7 +14,6 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,59 +32,13 @@ from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
 from .selftrain import pseudo_labels, self_train
+from .windows import (PastedMasks, WindowSet, evaluate, full_masks, mask_file, paste_mask,  # noqa: F401
+                      predict_window_masks, prepare_windows, to_float, window_rect)  # task1.<name> still works
 from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
                      resolve_device, seed_everything, sustained)
 
 
-# ----------------------------------------------------------------------------- data: box windows
-def window_rect(box: tuple[float, float, float, float], height: int, width: int, scale: float) -> tuple[int, int, int, int]:
-    """The box grown by `scale` about its centre, shifted (then clipped) to lie inside the image: x0, y0, w, h."""
-    x, y, w, h = box
-    ww, wh = min(width, max(2, round(w * scale))), min(height, max(2, round(h * scale)))
-    x0 = int(np.clip(round(x + w / 2 - ww / 2), 0, width - ww))
-    y0 = int(np.clip(round(y + h / 2 - wh / 2), 0, height - wh))
-    return x0, y0, ww, wh
-
-
-@dataclass
-class WindowSet:
-    """Box windows of a split, resized to size x size (uint8, kept compact; cast per batch)."""
-
-    windows: torch.Tensor  # n 3 s s uint8
-    boxes: torch.Tensor  # n 1 s s uint8 {0, 1}: where the box lies in the window
-    rects: np.ndarray  # n 4 int: window x0, y0, w, h in image pixels
-    image_boxes: np.ndarray  # n 4 float: the annotated boxes
-    image_sizes: np.ndarray  # n 2 int: h, w
-    names: list[str]
-    gt: list[np.ndarray | None]  # GT masks, evaluation only
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-
-def prepare_windows(dataset: CubDataset, size: int, scale: float, keep_gt: bool = True, progress: bool = True) -> WindowSet:
-    windows, boxes, rects, iboxes, sizes, names, gts = [], [], [], [], [], [], []
-    for i in tqdm(range(len(dataset)), desc="windows", disable=not progress, leave=False):
-        s = dataset[i]
-        h, w = s.image.shape[:2]
-        x0, y0, ww, wh = window_rect(s.box, h, w, scale)
-        crop = cv2.resize(s.image[y0:y0 + wh, x0:x0 + ww], (size, size), interpolation=cv2.INTER_AREA)
-        bx, by, bw, bh = s.box
-        inside = np.zeros((size, size), np.uint8)
-        c0, c1 = int(np.floor((bx - x0) / ww * size)), int(np.ceil((bx + bw - x0) / ww * size))
-        r0, r1 = int(np.floor((by - y0) / wh * size)), int(np.ceil((by + bh - y0) / wh * size))
-        inside[max(r0, 0):r1, max(c0, 0):c1] = 1
-        windows.append(torch.from_numpy(crop).permute(2, 0, 1))
-        boxes.append(torch.from_numpy(inside)[None])
-        rects.append((x0, y0, ww, wh))
-        iboxes.append(s.box)
-        sizes.append((h, w))
-        names.append(s.name)
-        gts.append(s.mask if keep_gt else None)
-    return WindowSet(torch.stack(windows), torch.stack(boxes), np.array(rects), np.array(iboxes, float),
-                     np.array(sizes), names, gts)
-
-
+# ----------------------------------------------------------------------------- data: the GAN's batches
 def background_bank(dataset: CubDataset, size: int, per_image: int, rng: np.random.Generator,
                     progress: bool = True) -> torch.Tensor:
     """Patches that do not touch any annotated box: backgrounds onto which instances are pasted.
@@ -115,11 +68,6 @@ def background_bank(dataset: CubDataset, size: int, per_image: int, rng: np.rand
     if not patches:
         raise ValueError("no background patch could be cut outside the boxes: every box covers (nearly) its whole image")
     return torch.stack(patches)  # m 3 s s uint8
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]."""
-    return x.float() / 127.5 - 1
 
 
 class Task1Batches:
@@ -259,71 +207,6 @@ def sample_composites(method: IndependencePriorTask1, windows: WindowSet, bank: 
     return {**batch, **out}
 
 
-# ----------------------------------------------------------------------------- inference
-@torch.no_grad()
-def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64,
-                         bf16: bool = False) -> torch.Tensor:
-    """Soft masks of all windows (n 1 s s, float32 on the CPU). `bf16`: autocast (CUDA, or a CPU with native
-    bf16; about 2x faster on an AMX CPU, masks agree on >99% of pixels - the evaluation uses fp32)."""
-    provider.eval()
-    out = []
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and autocast_enabled(device, True, True)):
-        for s in range(0, len(ws), batch_size):
-            win = to_float(ws.windows[s:s + batch_size].to(device))
-            out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, 1, 1, 1)  # n 1 s s
-
-
-def paste_mask(prob: np.ndarray, rect: tuple[int, int, int, int], box: tuple[float, ...], image_hw: tuple[int, int]) -> np.ndarray:
-    """A window mask (s x s, in [0, 1]) back into the full image; zero outside the box. float32 h w."""
-    x0, y0, ww, wh = (int(v) for v in rect)
-    full = np.zeros(tuple(int(v) for v in image_hw), np.float32)
-    full[y0:y0 + wh, x0:x0 + ww] = cv2.resize(prob.astype(np.float32), (ww, wh), interpolation=cv2.INTER_LINEAR)
-    bx, by, bw, bh = box
-    inside = np.zeros_like(full, bool)
-    inside[int(np.floor(by)):int(np.ceil(by + bh)), int(np.floor(bx)):int(np.ceil(bx + bw))] = True
-    return full * inside
-
-
-class PastedMasks(Sequence):
-    """Full-image masks, pasted from the window masks only when asked for (`masks[i]`, iteration).
-
-    Only the small window masks (n x s x s) stay in memory, so a CUB-size test split (5,794 images) does not
-    need gigabytes of full-size float masks. `threshold` gives bool masks; `rows` selects images."""
-
-    def __init__(self, probs: np.ndarray, ws: WindowSet, threshold: float | None = None, rows: list[int] | None = None):
-        self.probs, self.ws, self.threshold = probs, ws, threshold
-        self.rows = list(range(len(probs))) if rows is None else list(rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
-        k, ws = self.rows[i], self.ws
-        full = paste_mask(self.probs[k], ws.rects[k], ws.image_boxes[k], ws.image_sizes[k])
-        return full if self.threshold is None else full >= self.threshold
-
-    def where(self, rows: list[int], threshold: float | None = None) -> "PastedMasks":
-        """The same masks for a subset of images (indices into this sequence), optionally thresholded."""
-        return PastedMasks(self.probs, self.ws, self.threshold if threshold is None else threshold,
-                           [self.rows[r] for r in rows])
-
-
-def full_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device) -> PastedMasks:
-    """Soft masks (float32, in [0, 1], zero outside the box) at each test image's full size, pasted lazily."""
-    return PastedMasks(predict_window_masks(provider, ws, device)[:, 0].numpy(), ws)
-
-
-def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, threshold: float = 0.5) -> dict[str, Any]:
-    """Foreground scores of thresholded masks against GT (images without GT are skipped)."""
-    rows = [i for i, g in enumerate(ws.gt) if g is not None]
-    if not rows:
-        return {"n_images": 0}
-    return foreground_scores(full_masks(provider, ws, device).where(rows, threshold), [ws.gt[i] for i in rows])
-
-
 # ----------------------------------------------------------------------------- the whole experiment
 def collapse_reason(cfg: C.Task1Config, history: list[dict[str, Any]]) -> str | None:
     """method.md's collapse: masks (nearly) empty or (nearly) the whole box, or the critic wins outright."""
@@ -335,11 +218,6 @@ def collapse_reason(cfg: C.Task1Config, history: list[dict[str, Any]]) -> str | 
     if sustained(history, "loss/D", p, lambda v: v < cfg.collapse_d_loss):
         return f"critic hinge loss < {cfg.collapse_d_loss} for {p} steps (D wins outright)"
     return None
-
-
-def mask_file(image_name: str) -> str:
-    """'001.Kite/kite_0001.jpg' -> '001.Kite/kite_0001.png': masks mirror the images/ folders."""
-    return str(Path(image_name).with_suffix(".png"))
 
 
 def _scores(preds: Sequence[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
