@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,28 +91,37 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "lib"), os.environ.get("PYTHONPATH")]))}
 
+    lock = threading.Lock()  # worker threads update `runs` and rewrite the summary one at a time
+
     def save() -> None:
-        atomic_write_text(summary, json.dumps({"grid": str(args.grid), "seconds": round(time.monotonic() - t0, 1),
-                                               "runs": runs}, indent=1))
+        with lock:
+            text = json.dumps({"grid": str(args.grid), "seconds": round(time.monotonic() - t0, 1), "runs": runs}, indent=1)
+        atomic_write_text(summary, text)
 
     def go(run: dict[str, Any]) -> None:
         left = args.deadline - (time.monotonic() - t0)
         if left < 30:
             return
         out = args.out / f"{run['config']}__{slug(run['dataset'])}"
-        run["status"], run["out"], start = "running", str(out), time.monotonic()
+        with lock:
+            run.update(status="running", out=str(out))
+        start, result = time.monotonic(), {}
         try:
             res = subprocess.run(command(run, out), env=env, capture_output=True, text=True, timeout=left, cwd=ROOT)
-            run["status"] = "done" if res.returncode == 0 else "failed"
+            result["status"] = "done" if res.returncode == 0 else "failed"
             if res.returncode:
-                run["error"] = res.stderr[-1500:]
+                result["error"] = res.stderr[-1500:]
         except subprocess.TimeoutExpired:
-            run["status"] = "timeout"
-        run["wall_s"], run["curve"] = round(time.monotonic() - start, 1), curve(out)
+            result["status"] = "timeout"
+        result.update(wall_s=round(time.monotonic() - start, 1), curve=curve(out))
         if (out / "metrics.json").is_file():
             m = json.loads((out / "metrics.json").read_text())
-            run["metrics"] = {k: m.get(k) for k in ("iou_mean", "iou_pooled", "whole_box_iou_mean", "seconds", "device")}
-            run["metrics"]["refined_iou_mean"] = (m.get("refined_grabcut") or {}).get("iou_mean")
+            result["metrics"] = {k: m.get(k) for k in ("iou_mean", "iou_pooled", "whole_box_iou_mean", "seconds", "device")}
+            for key, row in (("refined_iou_mean", "refined_grabcut"), ("self_trained_iou_mean", "self_trained"),
+                             ("self_trained_refined_iou_mean", "self_trained_grabcut")):
+                result["metrics"][key] = (m.get(row) or {}).get("iou_mean")
+        with lock:
+            run.update(result)
         save()
         print(f"{run['config']:>20} {run['dataset']:<12} {run['status']:<8} {run.get('metrics', {}).get('iou_mean')}",
               file=sys.stderr, flush=True)
