@@ -47,7 +47,7 @@ from indprior.train import atomic_write_text, autocast_enabled, resolve_device
 
 HERE = Path(__file__).resolve().parent
 TIME_TO_IOU_STEPS = 1000  # cpu profile: ~6 min on 2 idle cores
-TRAIN_BATCH, INFER_BATCH = 16, 64  # --train-batch changes the first (a GPU needs far more than 16 to fill)
+TRAIN_BATCH, INFER_BATCH = 16, 64  # defaults; --train-batch sets the first (a GPU needs far more than 16 to fill)
 # (name, size, repeats, quick repeats): cheap jobs first, so the process's peak RSS is attributable
 JOBS = [("provider-infer", 128, 10, 2), ("provider-infer-bf16", 128, 10, 2), ("grabcut-infer", 160, 10, 2),
         ("grabcut-infer", 400, 5, 2), ("prior-train", 64, 10, 2), ("prior-train-bf16", 64, 10, 2), ("prior-train", 128, 7, 2),
@@ -74,25 +74,26 @@ def _images(b: int, s: int, device: torch.device) -> torch.Tensor:
     return torch.rand(b, 3, s, s, device=device) * 2 - 1  # b 3 s s in [-1, 1]
 
 
-def job(name: str, size: int, profile: str, device: torch.device) -> tuple[Callable[[int], Any], int, str]:
+def job(name: str, size: int, profile: str, device: torch.device,
+        train_batch: int = TRAIN_BATCH) -> tuple[Callable[[int], Any], int, str]:
     """(one timed call, images per call, what it is)."""
     torch.manual_seed(0)
     if name in ("prior-train", "prior-train-bf16"):
         bf16 = name.endswith("bf16")
         if bf16 and not autocast_enabled(device, True, True):
-            return None, TRAIN_BATCH, "skipped: this CPU has no native bf16"
-        cfg = C.make_config(C.Task1Config, profile, image_size=size, batch_size=TRAIN_BATCH, amp=bf16, amp_cpu=bf16)
+            return None, train_batch, "skipped: this CPU has no native bf16"
+        cfg = C.make_config(C.Task1Config, profile, image_size=size, batch_size=train_batch, amp=bf16, amp_cpu=bf16)
         method = IndependencePriorTask1(cfg, device)
-        box = torch.zeros(TRAIN_BATCH, 1, size, size, device=device)
+        box = torch.zeros(train_batch, 1, size, size, device=device)
         box[..., size // 8: -size // 8, size // 8: -size // 8] = 1
-        batch = {"window": _images(TRAIN_BATCH, size, device), "box": box, "box_frac": box.mean((1, 2, 3)),
-                 "background": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
-        return ((lambda i: method.train_step(batch, i)), TRAIN_BATCH,
+        batch = {"window": _images(train_batch, size, device), "box": box, "box_frac": box.mean((1, 2, 3)),
+                 "background": _images(train_batch, size, device), "real": _images(train_batch, size, device)}
+        return ((lambda i: method.train_step(batch, i)), train_batch,
                 f"independence prior, one training step{' (bf16 autocast)' if bf16 else ' (fp32)'}")
     if name == "redo-train":
-        method = ReDO(C.make_config(ReDOConfig, profile, image_size=size, batch_size=TRAIN_BATCH), device)
-        batch = {"image": _images(TRAIN_BATCH, size, device), "real": _images(TRAIN_BATCH, size, device)}
-        return (lambda i: method.train_step(batch, i)), TRAIN_BATCH, "ReDO, one training step"
+        method = ReDO(C.make_config(ReDOConfig, profile, image_size=size, batch_size=train_batch), device)
+        batch = {"image": _images(train_batch, size, device), "real": _images(train_batch, size, device)}
+        return (lambda i: method.train_step(batch, i)), train_batch, "ReDO, one training step"
     if name in ("provider-infer", "provider-infer-bf16"):
         bf16 = name.endswith("bf16")
         if bf16 and not autocast_enabled(device, True, True):
@@ -133,16 +134,17 @@ def _time_to_iou(profile: str, device: torch.device) -> Callable[[int], dict[str
         first = lambda t: next((r["time"] for r in evals if r["val/iou"] >= t), None)  # noqa: E731
         best = max(evals, key=lambda r: r["val/iou"])
         return {"seconds_to_iou_0.7": first(0.7), "seconds_to_iou_0.8": first(0.8), "best_iou": round(best["val/iou"], 3),
-                "best_at_step": best["step"], "steps": cfg.steps, "profile": cfg.profile}
+                "best_at_step": best["step"], "steps": cfg.steps, "batch": cfg.batch_size, "profile": cfg.profile}
     return go
 
 
-def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, quick: bool = False) -> list[dict[str, Any]]:
+def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, quick: bool = False,
+        train_batch: int = TRAIN_BATCH) -> list[dict[str, Any]]:
     rows = []
     for name, size, repeats in jobs:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        fn, n_images, what = job(name, size, "smoke" if quick and name == "time-to-iou" else profile, device)
+        fn, n_images, what = job(name, size, "smoke" if quick and name == "time-to-iou" else profile, device, train_batch)
         if fn is None:
             rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": n_images, "repeats": 0,
                          "seconds_median": None, "seconds_min": None, "images_per_s": None, "peak_rss_mib": None,
@@ -150,8 +152,8 @@ def run(jobs: list[tuple[str, int, int]], profile: str, device: torch.device, qu
             continue
         if name == "time-to-iou":  # one training run; its own clock
             t = time.perf_counter()
-            extra = fn(0)
-            rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": TRAIN_BATCH, "repeats": 1,
+            extra = fn(0)  # the run trains with its profile's own batch
+            rows.append({"job": f"{name}@{size}", "what": what, "size": size, "batch": extra.pop("batch"), "repeats": 1,
                          "seconds_median": round(time.perf_counter() - t, 1), "seconds_min": None, "images_per_s": None,
                          "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                          "peak_cuda_mib": None, **extra})
@@ -188,7 +190,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global TRAIN_BATCH
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer repeats: a smoke check, not a measurement")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
@@ -200,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.train_batch < 1:
         p.error(f"--train-batch {args.train_batch}: expected a positive integer")
-    TRAIN_BATCH = args.train_batch
     device = resolve_device(args.device)
     profile = C.check_profile(args.profile or ("paper" if device.type == "cuda" else "cpu"))
     if args.threads:
@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
           "python": platform.python_version(), "device": str(device)}
     print(f"bench: profile {profile}, device {device}, {hw['summary']}{' (quick)' if args.quick else ''}", file=sys.stderr)
     t0 = time.perf_counter()
-    rows = run(jobs, profile, device, args.quick)
-    result = {"hardware": hw, "settings": {"profile": profile, "quick": args.quick, "train_batch": TRAIN_BATCH,
+    rows = run(jobs, profile, device, args.quick, args.train_batch)
+    result = {"hardware": hw, "settings": {"profile": profile, "quick": args.quick, "train_batch": args.train_batch,
                                            "infer_batch": INFER_BATCH, "statistic": "median over repeats after warm-up",
                                            "peak_rss": "process peak so far (ru_maxrss), jobs run small to large"},
               "results": rows, "ratios": ratios(rows), "seconds": round(time.perf_counter() - t0, 1)}

@@ -3,7 +3,7 @@
 - Task-1 run dirs (`task1.run_task1`): pick a test image, move the threshold, toggle GT outline (green),
   prediction (yellow tint) and difference (false positives red, false negatives blue); IoU in the title.
   Soft masks are recomputed once from `checkpoint.pt` (EMA provider) and cached per run; they are kept at
-  window size and pasted back per image (`task1.PastedMasks`) so a CUB-size test split fits in memory.
+  window size and pasted back per image (`windows.PastedMasks`) so a CUB-size test split fits in memory.
 - HOC run dirs (`hoc.run_hoc`): pick an instance to highlight it over the photo and show its crop.
 
 Headless: papermill, nbval and the refresh tool have no widget frontend, and a stored widget output
@@ -29,6 +29,7 @@ from . import task1
 from .data import CubDataset, load_image, load_label_map, resolve_dataset
 from .metrics import mask_iou
 from .viz import DPI, GT_COLOR, overlay_instances, overlay_mask
+from .windows import PastedMasks, WindowSet, full_masks, prepare_windows
 
 HEADLESS_ENV = "INDPRIOR_HEADLESS"
 TOP = W.Layout(align_items="flex-start")  # images keep their aspect (an HBox stretches them to the row height)
@@ -92,11 +93,11 @@ class Task1Run:
 
     run_dir: Path
     test: CubDataset
-    masks: task1.PastedMasks  # window-size soft masks, pasted into the full image on demand
+    masks: PastedMasks  # window-size soft masks, pasted into the full image on demand
     ious: np.ndarray  # n: IoU at threshold 0.5 (nan without GT)
 
     @property
-    def windows(self) -> task1.WindowSet:
+    def windows(self) -> WindowSet:
         return self.masks.ws
 
     @property
@@ -134,8 +135,8 @@ def load_task1(run_dir: str | Path, *, device: str = "cpu", cache_dir: str | Pat
     if key not in _CACHE:
         cfg, method = task1.load_run(run_dir, device)
         test = CubDataset(resolve_dataset(dataset or cfg.dataset, cache_dir), "test")
-        ws = task1.prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
-        masks = task1.full_masks(method.ema.module, ws, torch.device(device))
+        ws = prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
+        masks = full_masks(method.ema.module, ws, torch.device(device))
         run = Task1Run(run_dir, test, masks, np.full(len(ws), np.nan))
         run.ious = np.array([np.nan if g is None else mask_iou(run.soft(i) >= 0.5, g) for i, g in enumerate(ws.gt)])
         _CACHE.pop(next(iter(_CACHE))) if len(_CACHE) >= 4 else None  # soft masks of the last few runs only

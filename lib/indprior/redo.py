@@ -44,13 +44,13 @@ import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 
 from . import config as C
-from .data import CubDataset, resolve_dataset, save_png_atomic
+from .data import CubDataset, resolve_dataset
 from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
-from .windows import WindowSet, mask_file, paste_mask, prepare_windows, to_float
-from .train import (atomic_dir, atomic_write_text, fit_with_restarts, prepare_out_dir, resolve_device,
+from .train import (atomic_write_text, fit_with_restarts, prepare_out_dir, resolve_device,
                      seed_everything, sustained)
+from .windows import WindowSet, paste_mask, prepare_windows, save_masks, to_float
 
 
 
@@ -304,9 +304,7 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
 
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     scores, masks = score_windows(window_probs(method, test), test)
-    with atomic_dir(out_dir / "masks") as folder:  # a re-run never leaves a mix of old and new masks
-        for name, mask in zip(test.names, masks):
-            save_png_atomic(folder / mask_file(name), mask)
+    save_masks(out_dir / "masks", test.names, masks)
     metrics: dict[str, Any] = {
         "task": "foreground", "method": "redo", "split": "test", "n_images": len(test), **scores,
         "eval": "best of mask or complement (uses GT), chosen per image within the box window",

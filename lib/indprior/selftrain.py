@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .baselines import grabcut_refine, map_threads
 from .data import Sample
+from .windows import to_float
 
 
 def window_target(full_mask: np.ndarray, rect: tuple[int, int, int, int], size: int) -> np.ndarray:
@@ -67,7 +68,7 @@ def self_train(provider: torch.nn.Module, windows: torch.Tensor, boxes: torch.Te
     for step in tqdm(range(steps), desc="self-training", disable=not progress, leave=False):
         idx = torch.randint(0, n, (min(batch_size, n),), generator=gen).to(device)
         x, b, y = (t[idx] for t in data)
-        x, b = (x.float() / 127.5 - 1 if x.dtype == torch.uint8 else x), b.float()
+        x, b = (to_float(x) if x.dtype == torch.uint8 else x), b.float()
         if step % 2:  # horizontal flips: the mask of a mirrored window is the mirrored mask
             x, b, y = x.flip(-1), b.flip(-1), y.flip(-1)
         mask = student(x, b)[1].float()

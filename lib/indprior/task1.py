@@ -26,16 +26,16 @@ from tqdm.auto import tqdm
 from . import config as C
 from . import dist
 from .baselines import grabcut_refine, map_threads
-from .data import CubDataset, resolve_dataset, save_png_atomic
+from .data import CubDataset, resolve_dataset
 from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_hinge, diff_augment,
                      edge_aware_smoothness, g_hinge, r1_penalty)
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
 from .selftrain import pseudo_labels, self_train
-from .windows import (PastedMasks, WindowSet, evaluate, full_masks, mask_file, paste_mask,  # noqa: F401
-                      predict_window_masks, prepare_windows, to_float, window_rect)  # task1.<name> still works
-from .train import (CompiledOrEager, atomic_dir, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
+from .train import (CompiledOrEager, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
                      resolve_device, seed_everything, sustained)
+from .windows import (PastedMasks, WindowSet, evaluate, full_masks, mask_file, paste_mask,  # noqa: F401
+                      predict_window_masks, prepare_windows, save_masks, to_float, window_rect)  # task1.<name> works
 
 
 # ----------------------------------------------------------------------------- data: the GAN's batches
@@ -226,14 +226,6 @@ def _scores(preds: Sequence[np.ndarray], gts: list[np.ndarray]) -> dict[str, flo
             "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
 
 
-def _save_masks(folder: Path, names: Sequence[str], masks: Sequence[np.ndarray]) -> None:
-    """Masks (bool, or soft in [0, 1]: thresholded at 0.5) as 0/255 PNGs mirroring images/, in an atomic folder
-    (a re-run never leaves a mix of old and new masks)."""
-    with atomic_dir(folder) as tmp:
-        for name, mask in zip(names, masks):
-            save_png_atomic(tmp / mask_file(name), ((np.asarray(mask) >= 0.5) * 255).astype(np.uint8))
-
-
 def self_trained(cfg: C.Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: CubDataset,
                  device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
     """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
@@ -288,7 +280,7 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         return {"rank": dist.rank(), "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     probs = full_masks(method.ema.module, test, device)
-    _save_masks(out_dir / "masks", test.names, probs)
+    save_masks(out_dir / "masks", test.names, probs)
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(test), "profile": cfg.profile,
                                "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
                                "model": "EMA provider at the last step (no checkpoint selection)",
@@ -306,28 +298,30 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
     def refine(probs: PastedMasks, folder_name: str, key: str) -> None:  # GrabCut from the masks: its own row
         refined = map_threads(lambda i: grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i]),
                               len(test), desc="grabcut refine", progress=progress)
-        _save_masks(out_dir / folder_name, test.names, refined)
+        save_masks(out_dir / folder_name, test.names, refined)
         if gts:
             metrics[key] = _scores([m for m, ok in zip(refined, has_gt) if ok], gts)
 
-    stale = ([] if cfg.refine == "grabcut" else ["masks_refined", "masks_self_trained_refined"]) + \
-        ([] if cfg.self_train_steps > 0 else ["masks_self_trained", "masks_self_trained_refined", "self_trained.pt"])
-    for path in (out_dir / name for name in stale):  # outputs of stages this config turns off, from an earlier run
+    grabcut, self_train_on = cfg.refine == "grabcut", cfg.self_train_steps > 0
+    stage_outputs = {"masks_refined": grabcut, "masks_self_trained": self_train_on, "self_trained.pt": self_train_on,
+                     "masks_self_trained_refined": grabcut and self_train_on}
+    for name in (name for name, on in stage_outputs.items() if not on):  # left by an earlier run with the stage on
+        path = out_dir / name
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-    if cfg.refine == "grabcut":
+    if grabcut:
         refine(probs, "masks_refined", "refined_grabcut")
-    if cfg.self_train_steps > 0:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
+    if self_train_on:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
         t_self = time.perf_counter()
         student = self_trained(cfg, method.ema.module, train, train_ds, device, out_dir, progress)
         metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
         s_probs = full_masks(student, test, device)
-        _save_masks(out_dir / "masks_self_trained", test.names, s_probs)
+        save_masks(out_dir / "masks_self_trained", test.names, s_probs)
         if gts:
             metrics["self_trained"] = _scores(s_probs.where(rows, 0.5), gts)
-        if cfg.refine == "grabcut":
+        if grabcut:
             refine(s_probs, "masks_self_trained_refined", "self_trained_grabcut")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import CubDataset
+from .data import CubDataset, save_png_atomic
 from .metrics import foreground_scores
-from .train import autocast_enabled
+from .train import atomic_dir, autocast_enabled
 
 
 def window_rect(box: tuple[float, float, float, float], height: int, width: int, scale: float) -> tuple[int, int, int, int]:
@@ -77,6 +77,14 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 def mask_file(image_name: str) -> str:
     """'001.Kite/kite_0001.jpg' -> '001.Kite/kite_0001.png': masks mirror the images/ folders."""
     return str(Path(image_name).with_suffix(".png"))
+
+
+def save_masks(folder: Path, names: Sequence[str], masks: Sequence[np.ndarray]) -> None:
+    """Masks (bool, or soft in [0, 1]: thresholded at 0.5) as 0/255 PNGs mirroring images/, in an atomic folder
+    (a re-run never leaves a mix of old and new masks)."""
+    with atomic_dir(folder) as tmp:
+        for name, mask in zip(names, masks):
+            save_png_atomic(tmp / mask_file(name), ((np.asarray(mask) >= 0.5) * 255).astype(np.uint8))
 
 
 # ----------------------------------------------------------------------------- inference
