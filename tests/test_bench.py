@@ -56,6 +56,26 @@ def test_train_batch_option_sets_the_batch_and_rejects_nonsense(tmp_path):
     assert bad.returncode != 0 and "--train-batch 0" in bad.stderr
 
 
+def test_time_to_iou_runs_task1_end_to_end_on_the_given_dataset(tmp_path):
+    """--quick runs the smoke profile: every stage runs, and the row carries each stage's IoU."""
+    from indprior.synth import make_synthetic_cub
+    root = make_synthetic_cub(tmp_path / "CUB", n_images=16, n_test=4, image_size=64, seed=1)
+    out = tmp_path / "results.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--only", "time-to-iou", "--dataset", f"cub:{root}",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    (row,) = result["results"]
+    assert result["settings"]["dataset"] == row["dataset"] == f"cub:{root}" and row["profile"] == "smoke"
+    for key in ("final_gan_iou", "final_refined_grabcut_iou", "final_self_trained_iou", "final_self_trained_grabcut_iou",
+                "best_iou"):
+        assert 0 <= row[key] <= 1, key
+    assert row["seconds_end_to_end"] > 0
+    assert row["pipeline_iou_0.8_in_seconds"] in (None, row["seconds_end_to_end"])
+    assert "final_self_trained_grabcut_iou" in proc.stdout
+
+
 SWEEP = BENCH.parent / "sweep.py"
 
 

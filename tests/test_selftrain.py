@@ -8,7 +8,7 @@ import torch
 from indprior import config as C
 from indprior.data import CubDataset
 from indprior.models import SegmentingProvider
-from indprior.selftrain import pseudo_labels, self_train, window_target
+from indprior.selftrain import augment, pseudo_labels, self_train, window_target
 from indprior.synth import make_synthetic_cub
 from indprior.task1 import full_masks, prepare_windows, run_task1
 
@@ -41,6 +41,25 @@ def test_pseudo_labels_are_soft_window_masks_inside_the_box(root):
     assert targets[ws.boxes == 0].max() < 0.5, "GrabCut's masks are empty outside the box"
     with pytest.raises(ValueError, match="expected one of each"):
         pseudo_labels(probs, ds, ws.rects[:3], ws.image_boxes, 32)
+
+
+def test_augment_moves_window_box_and_target_alike():
+    """The window's red channel is drawn as the target: after one random pose both must still agree."""
+    target = torch.zeros(6, 1, 32, 32)
+    target[:, :, 8:20, 10:26] = 1
+    box = torch.zeros_like(target)
+    box[:, :, 4:28, 4:28] = 1
+    x = torch.cat([target * 2 - 1, torch.zeros(6, 2, 32, 32)], 1)
+    xa, ba, ta = augment(x, box, target, torch.Generator().manual_seed(0), color=False)
+    assert xa.shape == x.shape and ba.shape == ta.shape == target.shape
+    assert set(ba.unique().tolist()) <= {0.0, 1.0} and 0 <= ta.min() and ta.max() <= 1
+    inner = (slice(None), slice(0, 1), slice(6, 26), slice(6, 26))  # away from the border (reflected vs zero padding)
+    assert torch.allclose((xa[inner] + 1) / 2, ta[inner], atol=1e-5)
+    assert not torch.allclose(ta, target), "the pose changed something"
+    again = augment(x, box, target, torch.Generator().manual_seed(0), color=False)
+    assert all(torch.equal(a, b) for a, b in zip((xa, ba, ta), again)), "same generator state, same augmentation"
+    xc = augment(x, box, target, torch.Generator().manual_seed(0))[0]
+    assert not torch.allclose(xc, xa), "colour jitter changes the window"
 
 
 def test_student_learns_its_targets_and_leaves_the_teacher_alone(root):

@@ -8,7 +8,7 @@ import torch
 from indprior import config as C
 from indprior.data import CubDataset, resolve_dataset
 from indprior.synth import make_synthetic_cub
-from indprior.task1 import (IndependencePriorTask1, Task1Batches, background_bank, evaluate, paste_mask,
+from indprior.task1 import (IndependencePriorTask1, Task1Batches, background_bank, paste_mask,
                             prepare_windows, run_task1, window_rect)
 from indprior.train import Trainer, load_checkpoint
 

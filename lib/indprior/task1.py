@@ -233,7 +233,8 @@ def self_trained(cfg: C.Task1Config, provider: torch.nn.Module, train: WindowSet
     targets = pseudo_labels(full_masks(provider, train, device), train_ds, train.rects, train.image_boxes,
                             cfg.image_size, progress)
     student = self_train(provider, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
-                         lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device, progress=progress)
+                         lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                         augmented=cfg.self_train_augment, progress=progress)
     atomic_write_bytes(out_dir / "self_trained.pt",
                        lambda f: torch.save({"state": student.state_dict(), "steps": cfg.self_train_steps}, f))
     return student

@@ -37,7 +37,7 @@ LOG = "train_log.jsonl"
 # fields a resumed run may change: how long and how often, where it runs, and the stages after training
 RESUME_MAY_CHANGE = {"steps", "gan_steps", "seg_steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every",
                      "num_workers", "amp", "amp_cpu", "channels_last", "compile", "refine", "self_train_steps",
-                     "self_train_lr"}
+                     "self_train_lr", "self_train_augment"}
 
 
 class TrainingError(RuntimeError):
