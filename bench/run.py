@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed and memory of the workbook's methods: `make bench` prints a table and writes bench/results.json.
 
-    .venv/bin/python bench/run.py                       # everything (~15 min on 2 CPU cores, 6 of them time-to-iou)
+    .venv/bin/python bench/run.py                       # everything (~15 min on 2 CPU cores; time-to-iou, task 1 end to end, ~7 of them)
     .venv/bin/python bench/run.py --quick               # fewer repeats: a smoke check
     .venv/bin/python bench/run.py --only provider-infer,grabcut-infer@160 --out /tmp/r.json
 
