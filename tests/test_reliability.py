@@ -19,7 +19,7 @@ from indprior.data import CubDataset, DataError, ImageCrops, load_image, load_la
 from indprior.redo import ReDOConfig
 from indprior.synth import make_synthetic_cub
 from indprior.train import (CHECKPOINT, RESTARTS, Trainer, TrainingError, atomic_dir, fit_with_restarts,
-                            load_checkpoint, prepare_out_dir, read_log, resolve_device)
+                            load_checkpoint, loop_seconds, prepare_out_dir, read_log, resolve_device)
 
 
 @pytest.fixture(scope="module")
@@ -319,6 +319,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, clean_cub,
     proc.wait()
     at_kill = load_checkpoint(killed / CHECKPOINT)["step"]
     assert 15 <= at_kill < 40 and not (killed / "metrics.json").exists()
+    before = max(r["time"] for r in read_log(killed) if r["step"] <= at_kill)  # >= 0.1 s per step (the sleep)
 
     resumed = task1.run_task1(_cfg(clean_cub), killed, progress=False)  # resume=True is the default
     straight = task1.run_task1(_cfg(clean_cub), tmp_path / "straight", progress=False)
@@ -329,6 +330,15 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, clean_cub,
             assert torch.equal(tensor, b["modules"][name][key]), f"{name}.{key} differs after resume"
     steps = [r["step"] for r in read_log(killed) if "loss/D" in r]
     assert steps == sorted(set(steps)), "the log has no duplicate rows from before the kill"
+    assert resumed["train_seconds"] >= before >= 0.1 * 15, "train_seconds counts the training before the kill too"
+
+
+def test_loop_seconds_sums_the_logs_of_resumed_calls_and_collapsed_attempts(tmp_path):
+    assert loop_seconds(tmp_path) == 0.0
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1, "time": 1.0}\n{"step": 2, "time": 5.0}\n')
+    (tmp_path / "collapsed" / "attempt0").mkdir(parents=True)
+    (tmp_path / "collapsed" / "attempt0" / "train_log.jsonl").write_text('{"step": 4, "time": 3.0}\n')
+    assert loop_seconds(tmp_path) == 8.0
 
 
 def test_same_seed_same_metrics_and_masks(tmp_path, clean_cub, one_thread):

@@ -105,6 +105,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def leave() -> None:
+    """Every rank meets here, then leaves the process group; call it where the collective work ends. A rank
+    that tears the group down and exits while another still holds it can die in gloo with SIGABRT ("terminate
+    called without an active exception"): seen in ~1 of 12 two-process runs on a loaded CPU, none since."""
+    if is_distributed():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(n: int) -> slice:
     """This rank's share of n items: r, r + world, r + 2 world, ... (all of them when not distributed)."""
     return slice(rank(), n, world_size())

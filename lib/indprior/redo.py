@@ -48,7 +48,7 @@ from .data import CubDataset, resolve_dataset
 from .losses import d_hinge, g_hinge
 from .metrics import foreground_scores, mask_iou
 from .redo_nets import MaskNet, RegionGenerators, ResCritic, check_size, init_orthogonal
-from .train import (atomic_write_text, fit_with_restarts, prepare_out_dir, resolve_device,
+from .train import (atomic_write_text, fit_with_restarts, loop_seconds, prepare_out_dir, resolve_device,
                      seed_everything, sustained)
 from .windows import WindowSet, paste_mask, prepare_windows, save_masks, to_float
 
@@ -299,8 +299,9 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
                 "val/iou_border_polarity": scores.get("border_polarity_iou_mean", float("nan"))}
 
     batches = ReDOBatches(train.windows, cfg.batch_size, device)
+    t_fit = time.perf_counter()
     method, collapses = train_with_restarts(cfg, out_dir, batches, device, monitor, resume, progress)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = (t_fit - t0) + loop_seconds(out_dir)  # this call's data preparation + every training loop
 
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     scores, masks = score_windows(window_probs(method, test), test)

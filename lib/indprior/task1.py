@@ -32,7 +32,7 @@ from .losses import (EMA, area_penalty, binarisation_penalty, box_projection, d_
 from .metrics import foreground_scores
 from .models import Discriminator, Layout, SegmentingProvider, compose, pose_to_theta, warp
 from .selftrain import pseudo_labels, self_train
-from .train import (CompiledOrEager, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, prepare_out_dir,
+from .train import (CompiledOrEager, autocast_enabled, atomic_write_bytes, atomic_write_text, fit_with_restarts, load_checkpoint, loop_seconds, prepare_out_dir,
                      resolve_device, seed_everything, sustained)
 from .windows import (PastedMasks, WindowSet, evaluate, full_masks, mask_file, paste_mask,  # noqa: F401
                       predict_window_masks, prepare_windows, save_masks, to_float, window_rect)  # task1.<name> works
@@ -269,16 +269,19 @@ def run_task1(cfg: C.Task1Config, out_dir: str | Path, *, resume: bool = True, p
         save_figure(composite_figure(out["fake"], out["visible"], background=out["background"], n=4),
                     folder / "samples" / f"composites_{step:06d}.png")
 
+    t_fit = time.perf_counter()
     method, restarts = fit_with_restarts(
         lambda seed: IndependencePriorTask1(cfg, device), out_dir, C.to_dict(cfg), batches, cfg.steps, seed=cfg.seed,
         collapse_reason=lambda history: collapse_reason(cfg, history), check_every=cfg.collapse_check_every,
         check_until=cfg.collapse_until, max_restarts=cfg.max_restarts, resume=resume, name="task 1",
         eval_fn=monitor, sample_fn=samples, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
         eval_every=cfg.eval_every, sample_every=cfg.sample_every, progress=progress)
-    train_seconds = time.perf_counter() - t0
+    train_seconds = (t_fit - t0) + loop_seconds(out_dir)  # this call's data preparation + every training loop
 
-    if not dist.is_main():  # rank 0 segments the test split and writes every output
-        return {"rank": dist.rank(), "restarts": len(restarts)}
+    rank = dist.rank()
+    dist.leave()  # training was the only collective work
+    if rank != 0:  # rank 0 segments the test split and writes every output
+        return {"rank": rank, "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     probs = full_masks(method.ema.module, test, device)
     save_masks(out_dir / "masks", test.names, probs)

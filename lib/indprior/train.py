@@ -324,6 +324,18 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def loop_seconds(out_dir: str | Path) -> float:
+    """Seconds a run folder's training loops took, summed over resumed calls and collapsed attempts: the last
+    `time` of train_log.jsonl and of every collapsed/attempt*/train_log.jsonl (a log's clock runs on when a run
+    resumes). 0.0 when nothing was logged."""
+    out_dir = Path(out_dir)
+    total = 0.0
+    for log in [out_dir / LOG, *sorted((out_dir / COLLAPSED).glob(f"attempt*/{LOG}"))]:
+        rows = read_log(log) if log.is_file() else []
+        total += float(rows[-1]["time"]) if rows else 0.0
+    return total
+
+
 # ----------------------------------------------------------------------------- collapse and restarts
 RESTARTS = "restarts.json"  # one event per collapsed attempt, in out_dir
 COLLAPSED = "collapsed"  # out_dir/collapsed/attempt{k}/ keeps a collapsed attempt's checkpoint, log and samples
@@ -445,6 +457,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         key, value = item.split("=", 1)
         overrides[key.strip()] = _value(value)
     dist.init_from_env()
+    main_rank = dist.is_main()  # run_task1 leaves the process group when its training is done
     common = dict(resume=not args.no_resume, progress=not args.no_progress)
     if args.task == "hoc":
         from .hoc import HOCConfig, run_hoc
@@ -466,10 +479,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from .task1 import run_task1
         metrics = run_task1(C.make_config(C.Task1Config, args.profile, dataset=args.dataset, **overrides), args.out,
                             **common)
-    if dist.is_main():
+    if main_rank:
         print(json.dumps(metrics, indent=2))
-    if dist.is_distributed():
-        torch.distributed.destroy_process_group()
+    dist.leave()  # a no-op where the task already left
     return metrics
 
 
