@@ -77,18 +77,19 @@ def r1_penalty(real: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- DiffAugment (Zhao et al. 2020)
-def _brightness(x: torch.Tensor) -> torch.Tensor:
-    return x + (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) - 0.5)
-
-
-def _saturation(x: torch.Tensor) -> torch.Tensor:
+def colour_jitter(x: torch.Tensor, brightness: torch.Tensor, saturation: torch.Tensor,
+                  contrast: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's colour ops, in its order, from given per-image uniform draws in [0, 1) (each b 1 1 1):
+    brightness shift draw - 0.5, saturation x 2 draw, contrast x (draw + 0.5). x: b c h w."""
+    x = x + (brightness - 0.5)
     mean = x.mean(1, keepdim=True)
-    return (x - mean) * (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) * 2) + mean
-
-
-def _contrast(x: torch.Tensor) -> torch.Tensor:
+    x = (x - mean) * (saturation * 2) + mean
     mean = x.mean((1, 2, 3), keepdim=True)
-    return (x - mean) * (torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) + 0.5) + mean
+    return (x - mean) * (contrast + 0.5) + mean
+
+
+def _colour(x: torch.Tensor) -> torch.Tensor:
+    return colour_jitter(x, *(torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) for _ in range(3)))
 
 
 def _translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -114,7 +115,7 @@ def _cutout(x: torch.Tensor, ratio: float = 0.25) -> torch.Tensor:
     return x * (~inside)[:, None].to(x.dtype)
 
 
-_AUGMENTS = {"color": [_brightness, _saturation, _contrast], "translation": [_translation], "cutout": [_cutout]}
+_AUGMENTS = {"color": [_colour], "translation": [_translation], "cutout": [_cutout]}
 
 
 def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:

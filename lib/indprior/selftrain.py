@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .models import pose_to_theta
-
 from .baselines import grabcut_refine, map_threads
 from .data import Sample
+from .losses import colour_jitter
+from .models import pose_to_theta
 from .windows import to_float
 
 
@@ -67,11 +67,7 @@ def augment(x: torch.Tensor, box: torch.Tensor, target: torch.Tensor, gen: torch
     box = (F.grid_sample(box, grid, align_corners=False) > 0.5).to(box.dtype)
     target = F.grid_sample(target, grid, align_corners=False)
     if color:
-        x = x + (u(0, 1) - 0.5)[:, None, None, None]  # brightness, then saturation, then contrast (DiffAugment's)
-        grey = x.mean(1, keepdim=True)
-        x = (x - grey) * (2 * u(0, 1))[:, None, None, None] + grey
-        mean = x.mean((1, 2, 3), keepdim=True)
-        x = (x - mean) * (u(0.5, 1.5))[:, None, None, None] + mean
+        x = colour_jitter(x, *(u(0, 1)[:, None, None, None] for _ in range(3)))
     return x, box, target
 
 
