@@ -15,7 +15,7 @@ RUN ?= $(PROFILE)
 RUN_DIR := runs/$(RUN)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: help setup run-all test notebooks bench lab clean
+.PHONY: help setup run-all lint test notebooks bench lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,7 +41,11 @@ run-all: $(STAMP) ## execute every notebook in order with papermill into runs/$(
 	done
 	@echo "run-all: all notebooks ran; outputs in $(RUN_DIR)/"
 
-test: $(STAMP) ## pytest on tests/ and nbval on notebooks/ (smoke profile)
+lint: $(STAMP) ## ruff on lib/ tests/ bench/ tools/, and import-linter's layer and no-cycle contracts
+	$(VENV)/bin/ruff check lib tests bench tools
+	$(VENV)/bin/lint-imports --no-cache
+
+test: $(STAMP) lint ## lint, then pytest on tests/ and nbval on notebooks/ (smoke profile)
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider tests
 	rm -rf runs/nbval
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 INDPRIOR_RUN_ROOT=$(abspath runs/nbval) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks

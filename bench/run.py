@@ -32,20 +32,22 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from indprior import config as C
 from indprior.baselines import grabcut_box
 from indprior.compare import cpu_model, hardware
+from indprior.core import config as C
+from indprior.core.files import atomic_write_text
+from indprior.core.runtime import autocast_enabled, resolve_device
+from indprior.data.synth import make_kite_image
 from indprior.models import SegmentingProvider
 from indprior.redo import ReDO, ReDOConfig
-from indprior.synth import make_kite_image
-from indprior.task1 import IndependencePriorTask1
-from indprior.train import atomic_write_text, autocast_enabled, resolve_device
+from indprior.task1 import IndependencePriorTask1, Task1Config
 
 HERE = Path(__file__).resolve().parent
 TIME_TO_IOU_STEPS = 1000  # cpu profile: ~6 min on 2 idle cores
@@ -84,7 +86,7 @@ def job(name: str, size: int, profile: str, device: torch.device,
         bf16 = name.endswith("bf16")
         if bf16 and not autocast_enabled(device, True, True):
             return None, train_batch, "skipped: this CPU has no native bf16"
-        cfg = C.make_config(C.Task1Config, profile, image_size=size, batch_size=train_batch, amp=bf16, amp_cpu=bf16)
+        cfg = C.make_config(Task1Config, profile, image_size=size, batch_size=train_batch, amp=bf16, amp_cpu=bf16)
         method = IndependencePriorTask1(cfg, device)
         box = torch.zeros(train_batch, 1, size, size, device=device)
         box[..., size // 8: -size // 8, size // 8: -size // 8] = 1
@@ -100,7 +102,7 @@ def job(name: str, size: int, profile: str, device: torch.device,
         bf16 = name.endswith("bf16")
         if bf16 and not autocast_enabled(device, True, True):
             return None, INFER_BATCH, "skipped: this CPU has no native bf16"
-        cfg = C.make_config(C.Task1Config, profile, image_size=size)
+        cfg = C.make_config(Task1Config, profile, image_size=size)
         fmt = torch.channels_last if bf16 or device.type == "cuda" else torch.contiguous_format
         provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device).eval().to(memory_format=fmt)
         x, box = _images(INFER_BATCH, size, device), torch.ones(INFER_BATCH, 1, size, size, device=device)
@@ -126,10 +128,10 @@ def _time_to_iou(profile: str, device: torch.device, dataset: str = "synthetic")
     def go(i: int) -> dict[str, Any]:
         import tempfile
 
+        from indprior.core.trainer import read_log
         from indprior.task1 import run_task1
-        from indprior.train import read_log
         quick = profile == "smoke"
-        cfg = C.make_config(C.Task1Config, profile, dataset=dataset, eval_every=10 if quick else 100,
+        cfg = C.make_config(Task1Config, profile, dataset=dataset, eval_every=10 if quick else 100,
                             steps=20 if quick else TIME_TO_IOU_STEPS, sample_every=0)
         with tempfile.TemporaryDirectory() as tmp:
             m = run_task1(cfg, tmp, progress=False, cache_dir=HERE.parent / ".cache" / "data")

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "lib"))
 
-from indprior.train import atomic_write_text  # noqa: E402
+from indprior.core.files import atomic_write_text  # noqa: E402
 
 
 def load_grid(path: Path) -> list[dict[str, Any]]:

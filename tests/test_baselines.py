@@ -161,7 +161,7 @@ def test_watershed_on_coins_photo_is_in_a_sane_range():
 
 def test_map_threads_keeps_order_and_matches_a_sequential_grabcut_loop():
     from indprior.baselines import grabcut_box, map_threads
-    from indprior.synth import make_kite_image
+    from indprior.data.synth import make_kite_image
     jobs = []
     for i in range(6):
         img, m = make_kite_image(np.random.default_rng([7, i]), 96)

@@ -1,12 +1,16 @@
-"""`python -m indprior.train`: every task runs from the command line; bad arguments are clear errors."""
+"""`python -m indprior train` (and `python -m indprior.train`): every task runs from the command line; bad
+arguments are clear errors."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from indprior import config as C
-from indprior.synth import make_synthetic_cub
+from indprior.core import config as C
+from indprior.data.synth import make_synthetic_cub
 from indprior.train import main
 
 
@@ -41,3 +45,15 @@ def test_bad_arguments_are_clear(tmp_path, capsys):
     assert "expected FIELD=VALUE" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--task", "segment-everything", "--out", str(tmp_path)])
+
+
+def test_python_m_indprior_is_the_command_line(root, tmp_path):
+    """`python -m indprior train ...` in a fresh process (the README's command) writes a finished run."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "indprior", "train", "--task", "task1", "--profile", "smoke", "--dataset", f"cub:{root}",
+           "--out", str(out), "--set", "steps=4", "--set", "self_train_steps=0", "--set", 'refine="none"', "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["steps"] == 4 == json.loads((out / "metrics.json").read_text())["steps"]
+    bad = subprocess.run([sys.executable, "-m", "indprior", "fly"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'fly'" in bad.stderr

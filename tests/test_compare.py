@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from indprior import compare
-from indprior import config as C
+from indprior.core import config as C
 from indprior.data import CubDataset
+from indprior.data.synth import make_synthetic_cub
 from indprior.redo import ReDOConfig, run_redo
-from indprior.synth import make_synthetic_cub
-from indprior.task1 import run_task1
+from indprior.task1 import Task1Config, run_task1
 
 METHODS = ["independence prior (EMA U-Net)", "independence prior + GrabCut refinement",
            "independence prior + self-training (GrabCut pseudo-labels)", "independence prior + self-training + GrabCut refinement",
@@ -25,7 +25,7 @@ def smoke_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
     root = make_synthetic_cub(tmp / "cub", n_images=12, n_test=4, image_size=64)
     ds, cache = f"cub:{root}", tmp / "cache"
-    t1 = run_task1(C.make_config(C.Task1Config, "smoke", dataset=ds, device="cpu"), tmp / "t1", progress=False, cache_dir=cache)
+    t1 = run_task1(C.make_config(Task1Config, "smoke", dataset=ds, device="cpu"), tmp / "t1", progress=False, cache_dir=cache)
     gc = compare.grabcut_run(ds, tmp / "gc", cache, progress=False)
     rd = run_redo(C.make_config(ReDOConfig, "smoke", dataset=ds, device="cpu"), tmp / "redo", progress=False, cache_dir=cache)
     rates = compare.prior_inference_rates(tmp / "t1", cache, "cpu")

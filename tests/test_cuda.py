@@ -8,13 +8,21 @@ import json
 import numpy as np
 import pytest
 import torch
+from variants import step_and_check_variant
 
-from indprior import config as C
-from indprior.data import CubDataset
-from indprior.synth import make_synthetic_cub
-from indprior.task1 import (IndependencePriorTask1, Task1Batches, background_bank, predict_window_masks,
-                            prepare_windows, run_task1)
-from indprior.train import Trainer, load_checkpoint
+from indprior.core import config as C
+from indprior.core.trainer import Trainer, load_checkpoint
+from indprior.data import CubDataset, load_label_map
+from indprior.data.synth import make_synthetic_cub
+from indprior.data.windows import prepare_windows
+from indprior.task1 import (
+    IndependencePriorTask1,
+    Task1Batches,
+    Task1Config,
+    background_bank,
+    predict_window_masks,
+    run_task1,
+)
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -27,20 +35,18 @@ def tiny_root(tmp_path_factory):
 
 def _method_and_batches(root, device, seed=0, **over):
     torch.manual_seed(seed)
-    cfg = C.make_config(C.Task1Config, "smoke", seed=seed, **over)
+    cfg = C.make_config(Task1Config, "smoke", seed=seed, **over)
     train = prepare_windows(CubDataset(root, "train"), cfg.image_size, cfg.window_scale, progress=False)
     bank = background_bank(CubDataset(root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
     return cfg, IndependencePriorTask1(cfg, device), Task1Batches(train, bank, cfg.batch_size, device)
 
 
 @pytest.mark.parametrize("over", [dict(), dict(amp=False), dict(channels_last=False), dict(d_box=True, d_head="flatten")])
-def test_step_on_cuda_is_finite_changes_parameters_and_keeps_stats_on_the_gpu(tiny_root, over):
-    _, method, batches = _method_and_batches(tiny_root, CUDA, **over)
-    before = [p.detach().clone() for p in method.provider.parameters()]
-    stats = method.train_step(batches(0), 0)
+def test_step_on_cuda_changes_what_it_switches_and_keeps_stats_on_the_gpu(tiny_root, over):
+    cfg, method, batches = _method_and_batches(tiny_root, CUDA, **over)
+    assert method.amp == cfg.amp
+    stats = step_and_check_variant(method, cfg, batches(0))
     assert all(v.device.type == CUDA.type for v in stats.values()), "no host sync in the step"
-    assert all(torch.isfinite(v) for v in stats.values()), stats
-    assert any(not torch.equal(a, b) for a, b in zip(before, method.provider.parameters()))
 
 
 def test_compiled_step_runs_and_does_not_fall_back(tiny_root):
@@ -53,15 +59,14 @@ def test_compiled_step_runs_and_does_not_fall_back(tiny_root):
 
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
 def test_profile_networks_step_on_cuda(profile):
-    cfg = C.make_config(C.Task1Config, profile)
+    cfg = C.make_config(Task1Config, profile)
     method = IndependencePriorTask1(cfg, CUDA)
     s, b = cfg.image_size, 8
     box = torch.zeros(b, 1, s, s, device=CUDA)
     box[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
     rand = lambda: torch.rand(b, 3, s, s, device=CUDA) * 2 - 1  # noqa: E731
-    stats = method.train_step({"window": rand(), "box": box, "box_frac": box.mean((1, 2, 3)), "background": rand(),
-                               "real": rand()}, 0)
-    assert all(torch.isfinite(v) for v in stats.values()), stats
+    step_and_check_variant(method, cfg, {"window": rand(), "box": box, "box_frac": box.mean((1, 2, 3)),
+                                         "background": rand(), "real": rand(), "real_box": box})
 
 
 def test_gpu_checkpoint_loads_on_the_cpu_with_the_same_outputs(tiny_root, tmp_path):
@@ -77,7 +82,7 @@ def test_gpu_checkpoint_loads_on_the_cpu_with_the_same_outputs(tiny_root, tmp_pa
 
 
 def test_bf16_inference_on_cuda_agrees_with_fp32(tiny_root):
-    cfg = C.make_config(C.Task1Config, "smoke")
+    cfg = C.make_config(Task1Config, "smoke")
     ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
     torch.manual_seed(0)
     provider = IndependencePriorTask1(cfg, CUDA).provider
@@ -88,7 +93,7 @@ def test_bf16_inference_on_cuda_agrees_with_fp32(tiny_root):
 
 
 def test_run_task1_on_cuda_writes_masks_and_metrics(tiny_root, tmp_path):
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=12, device="cuda")
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=12, device="cuda")
     metrics = run_task1(cfg, tmp_path, progress=False)
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
     assert 0 <= metrics["iou_mean"] <= 1 and metrics["n_images"] == 6
@@ -103,8 +108,10 @@ def test_run_redo_on_cuda(tiny_root, tmp_path):
 
 
 def test_run_hoc_on_cuda(tmp_path):
+    from indprior.data import make_synthetic_hoc
     from indprior.hoc import HOCConfig, run_hoc
-    from indprior.synth import make_synthetic_hoc
     image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
     metrics = run_hoc(C.make_config(HOCConfig, "smoke", device="cuda"), image, tmp_path, gt, progress=False)
-    assert metrics["count_pred"] >= 0 and 0 <= metrics["ap50"] <= 1
+    labels = load_label_map(tmp_path / "instances.png", expected_shape=image.shape[:2])
+    assert metrics["device"].startswith("cuda") and metrics["count_gt"] == len(np.unique(gt[gt > 0]))
+    assert metrics["count_pred"] == len(np.unique(labels[labels > 0])), "metrics describe the written label map"

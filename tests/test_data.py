@@ -8,12 +8,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scipy import ndimage
 
-from indprior.data import (CubDataset, DataError, ImageCrops, load_image, load_label_map, resolve_dataset,
-                           save_png_atomic, to_tensor_image, to_uint8)
-from indprior.synth import make_synthetic_cub, make_synthetic_hoc
+from indprior.data import (
+    CubDataset,
+    DataError,
+    ImageCrops,
+    load_image,
+    load_label_map,
+    make_synthetic_cub,
+    make_synthetic_hoc,
+    resolve_dataset,
+    save_png_atomic,
+    to_float,
+    to_uint8,
+)
 
 SMALL = dict(n_images=12, n_test=4, image_size=96)
 INDEX_FILES = ("images.txt", "bounding_boxes.txt", "train_test_split.txt", "classes.txt", "image_class_labels.txt")
@@ -307,12 +318,11 @@ def test_image_crops_shapes_range_and_flips():
 
 def test_tensor_helpers_round_trip():
     img = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
-    x = to_tensor_image(img)
-    assert x.shape == (3, 6, 5) and x.min() >= -1 and x.max() <= 1
+    x = to_float(img.transpose(2, 0, 1))
+    assert x.dtype == np.float32 and x.shape == (3, 6, 5) and x.min() >= -1 and x.max() <= 1
     assert np.array_equal(to_uint8(x), img) and np.array_equal(to_uint8(x.transpose(1, 2, 0)), img)
+    assert np.array_equal(to_float(torch.from_numpy(img)).numpy(), to_float(img))  # torch and numpy agree
     assert to_uint8(np.full((1, 2, 2), 3.0))[0, 0].tolist() == [255, 255, 255]  # clipped
-    with pytest.raises(DataError, match="img"):
-        to_tensor_image(img.astype(np.float32))
 
 
 def test_resolve_dataset_synthetic_seed_is_another_draw(tmp_path):

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from indprior import dist
-from indprior.synth import make_synthetic_cub
-from indprior.train import CHECKPOINT, load_checkpoint, read_log
+from indprior.core import dist
+from indprior.core.trainer import CHECKPOINT, load_checkpoint, read_log
+from indprior.data.synth import make_synthetic_cub
 
 
 def _free_port() -> int:

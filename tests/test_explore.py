@@ -7,16 +7,18 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from indprior import config as C
-from indprior import explore, hoc, synth, task1
+from indprior import data, explore, hoc, task1
+from indprior import data as synth
+from indprior.core import config as C
 from indprior.data import load_label_map, save_png_atomic
+from indprior.task1 import Task1Config
 
 
 @pytest.fixture(scope="module")
 def task1_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("explore_task1")
     root = synth.make_synthetic_cub(tmp / "cub", n_images=12, n_test=4, image_size=64)
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", device="cpu")
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{root}", device="cpu")
     task1.run_task1(cfg, tmp / "run", progress=False, cache_dir=tmp / "cache")
     return tmp / "run"
 
@@ -53,7 +55,7 @@ def test_soft_masks_reproduce_the_written_masks_and_are_cached(task1_run):
     assert explore.load_task1(task1_run) is run  # computed once
     assert len(run.probs) == len(run.test) == 4 and np.isfinite(run.ious).all()
     for i, name in enumerate(run.test.names):
-        written = np.asarray(load_label_map(task1_run / "masks" / task1.mask_file(name))) > 0
+        written = np.asarray(load_label_map(task1_run / "masks" / data.mask_file(name))) > 0
         assert np.array_equal(run.soft(i) >= 0.5, written)
 
 

@@ -8,11 +8,19 @@ import skimage.data
 import torch
 from PIL import Image
 
-from indprior import config as C
-from indprior.data import DataError, load_label_map
-from indprior.hoc import (COINS_GT, HOCGAN, HOCConfig, composite_batches, estimate_instance_size,
-                          fill_instance_holes, label_map, run_hoc, upsample_labels)
-from indprior.synth import make_synthetic_hoc
+from indprior.core import config as C
+from indprior.data import DataError, load_label_map, make_synthetic_hoc
+from indprior.hoc import (
+    COINS_GT,
+    HOCGAN,
+    HOCConfig,
+    composite_batches,
+    estimate_instance_size,
+    fill_instance_holes,
+    run_hoc,
+    upsample_labels,
+)
+from indprior.models import label_map
 
 
 @pytest.fixture(scope="module")

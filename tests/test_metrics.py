@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from indprior.metrics import (
-    best_of_mask_or_complement,
     foreground_scores,
+    foreground_summary,
     instance_scores,
     mask_iou,
     match_instances,
@@ -69,14 +69,14 @@ def test_foreground_bad_inputs():
         foreground_scores([], [])
 
 
-def test_complement_trick_picks_the_complement_of_an_inverted_prediction():
+def test_foreground_summary_is_the_table_row():
     gt = np.zeros((4, 4), bool)
     gt[:, :1] = True                      # 4 px
-    inverted = ~gt                        # IoU 0 with gt; its complement has IoU 1
-    out = best_of_mask_or_complement(inverted, gt)
-    np.testing.assert_array_equal(out, gt)
-    good = gt.copy()
-    np.testing.assert_array_equal(best_of_mask_or_complement(good, gt), good)
+    half = np.zeros((4, 4), bool)
+    half[:2, :1] = True                   # 2 of the 4 px: IoU 0.5, accuracy 14/16
+    row = foreground_summary([gt, half], [gt, gt])
+    assert row == {"acc": pytest.approx((1 + 14 / 16) / 2), "iou_mean": pytest.approx(0.75),
+                   "iou_pooled": pytest.approx(6 / 8), "acc_pooled": pytest.approx(30 / 32), "n_with_gt": 2}
 
 
 # ------------------------------------------------------------------ instances

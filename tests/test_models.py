@@ -4,10 +4,20 @@ import math
 import pytest
 import torch
 
-from indprior import config as C
+from indprior.core import config as C
 from indprior.losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, g_hinge
-from indprior.models import (Discriminator, GenerativeProvider, Layout, SegmentingProvider, UNet, compose,
-                             pose_to_theta, warp)
+from indprior.models import (
+    Discriminator,
+    GenerativeProvider,
+    Layout,
+    SegmentingProvider,
+    UNet,
+    compose,
+    pose_to_theta,
+    warp,
+)
+from indprior.task1 import Task1Config
+from indprior.task1.config import TASK1_PROFILES
 
 torch.manual_seed(0)
 
@@ -136,14 +146,14 @@ def test_ema_moves_towards_the_model():
 
 
 def test_config_profiles_and_errors():
-    cfg = C.make_config(C.Task1Config, "smoke", seed=3)
-    assert cfg.profile == "smoke" and cfg.seed == 3 and cfg.steps == C.TASK1_PROFILES["smoke"]["steps"]
-    assert C.make_config(C.Task1Config, "paper").image_size == 128
+    cfg = C.make_config(Task1Config, "smoke", seed=3)
+    assert cfg.profile == "smoke" and cfg.seed == 3 and cfg.steps == TASK1_PROFILES["smoke"]["steps"]
+    assert C.make_config(Task1Config, "paper").image_size == 128
     with pytest.raises(C.ConfigError, match="profile='fast'"):
-        C.make_config(C.Task1Config, "fast")
+        C.make_config(Task1Config, "fast")
     with pytest.raises(C.ConfigError, match="no field 'stepz'"):
-        C.make_config(C.Task1Config, "cpu", stepz=3)
-    assert C.from_dict(C.Task1Config, C.to_dict(cfg)) == cfg
+        C.make_config(Task1Config, "cpu", stepz=3)
+    assert C.from_dict(Task1Config, C.to_dict(cfg)) == cfg
 
 
 def test_flatten_head_critic_is_size_bound():

@@ -5,13 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from indprior import config as C
-from indprior.redo import (ReDO, ReDOBatches, ReDOConfig, best_polarity, border_polarity, collapse_detected,
-                           paste_window, run_redo)
-from indprior.redo_nets import MaskNet, RegionGenerators, ResCritic
-from indprior.synth import make_synthetic_cub
-from indprior.train import CHECKPOINT, Trainer, TrainingError, load_checkpoint, read_log
-
+from indprior.core import config as C
+from indprior.core.trainer import CHECKPOINT, Trainer, TrainingError, load_checkpoint, read_log
+from indprior.data.synth import make_synthetic_cub
+from indprior.redo import (
+    ReDO,
+    ReDOBatches,
+    ReDOConfig,
+    best_polarity,
+    border_polarity,
+    collapse_detected,
+    paste_window,
+    run_redo,
+)
+from indprior.redo.nets import MaskNet, RegionGenerators, ResCritic
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from indprior import config as C
+from indprior.core import config as C
 from indprior.data import CubDataset
+from indprior.data.synth import make_synthetic_cub
+from indprior.data.windows import prepare_windows
 from indprior.models import SegmentingProvider
-from indprior.selftrain import augment, pseudo_labels, self_train, window_target
-from indprior.synth import make_synthetic_cub
-from indprior.task1 import full_masks, prepare_windows, run_task1
+from indprior.task1 import Task1Config, full_masks, run_task1
+from indprior.task1.selftrain import augment, pseudo_labels, self_train, window_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -87,13 +88,13 @@ def test_student_learns_its_targets_and_leaves_the_teacher_alone(root):
 
 
 def test_run_task1_reports_the_self_trained_rows_and_resumes_with_other_stage_settings(root, tmp_path):
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", steps=4)
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{root}", steps=4)
     m = run_task1(cfg, tmp_path, progress=False)
     for key in ("self_trained", "self_trained_grabcut"):
         assert {"acc", "iou_mean", "iou_pooled"} <= set(m[key]) and 0 <= m[key]["iou_mean"] <= 1
     assert len(list((tmp_path / "masks_self_trained").rglob("*.png"))) == m["n_images"] == 6
     assert (tmp_path / "self_trained.pt").is_file()
-    again = run_task1(C.make_config(C.Task1Config, "smoke", dataset=f"cub:{root}", steps=4, self_train_steps=0,
+    again = run_task1(C.make_config(Task1Config, "smoke", dataset=f"cub:{root}", steps=4, self_train_steps=0,
                                     refine="none"), tmp_path, progress=False)  # resumes: nothing retrained
     assert "self_trained" not in again and "refined_grabcut" not in again
     assert sorted(p.name for p in tmp_path.glob("*masks*")) == ["masks"], "outputs of stages now off are removed"

@@ -5,11 +5,26 @@ import torch
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from indprior.siseg import (InstanceSegmenter, group_instances, instance_targets, instance_targets_torch,
-                            offset_to_rgb, predict_instances, siseg_loss, train_segmenter)
+from indprior.hoc.siseg import (
+    InstanceSegmenter,
+    group_instances,
+    instance_targets_torch,
+    predict_instances,
+    siseg_loss,
+    train_segmenter,
+)
+from indprior.viz import offset_field_rgb as offset_to_rgb
 
 
 # ----------------------------------------------------------------------------- helpers
+def instance_targets(lab: np.ndarray) -> dict[str, np.ndarray]:
+    """The segmenter's targets of one H x W label map, as numpy: fg (bool), offset (2 h w float32), boundary."""
+    if lab.ndim != 2:
+        raise ValueError(f"labels: expected an H x W map, got shape {lab.shape}")
+    fg, off, bnd = instance_targets_torch(torch.from_numpy(lab.astype(np.int64))[None])
+    return {"fg": fg[0, 0].numpy() > 0.5, "offset": off[0].numpy(), "boundary": bnd[0, 0].numpy() > 0.5}
+
+
 def make_discs(rng: np.random.Generator, size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Touching, non-overlapping shaded discs (radius 5-8) on noise: image 3 s s in [-1,1], labels s s."""
     discs: list[tuple[np.ndarray, float]] = []
@@ -104,9 +119,10 @@ def test_image_edge_is_not_a_boundary():
     assert b[2, :3].all() and b[:3, 2].all() and not b[0, 0] and not b[1, 1] and b.sum() == 5
 
 
-def test_numpy_and_torch_targets_agree():
+def test_batched_targets_equal_per_image_targets():
+    """Instances with the same id in different images of a batch stay apart (ids are made unique per image)."""
     rng = np.random.default_rng(0)
-    labs = np.stack([make_discs(rng, 40, 6)[1] * 7 for _ in range(3)]).astype(np.uint16)  # sparse ids
+    labs = np.stack([make_discs(rng, 40, 6)[1] * 7 for _ in range(3)]).astype(np.uint16)  # sparse, shared ids
     fg, off, bnd = instance_targets_torch(torch.from_numpy(labs.astype(np.int32)))
     assert fg.shape == bnd.shape == (3, 1, 40, 40) and off.shape == (3, 2, 40, 40)
     for i, lab in enumerate(labs):

@@ -4,13 +4,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from variants import step_and_check_variant
 
-from indprior import config as C
+from indprior.core import config as C
+from indprior.core.runtime import cpu_has_bf16
+from indprior.core.trainer import Trainer, load_checkpoint
 from indprior.data import CubDataset, resolve_dataset
-from indprior.synth import make_synthetic_cub
-from indprior.task1 import (IndependencePriorTask1, Task1Batches, background_bank, paste_mask,
-                            prepare_windows, run_task1, window_rect)
-from indprior.train import Trainer, load_checkpoint
+from indprior.data.synth import make_synthetic_cub
+from indprior.data.windows import paste_mask, prepare_windows, window_rect
+from indprior.task1 import IndependencePriorTask1, Task1Batches, Task1Config, background_bank, run_task1
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +22,7 @@ def tiny_root(tmp_path_factory):
 
 def _method_and_batches(root, seed=0):
     torch.manual_seed(seed)
-    cfg = C.make_config(C.Task1Config, "smoke", seed=seed)
+    cfg = C.make_config(Task1Config, "smoke", seed=seed)
     train = prepare_windows(CubDataset(root, "train"), cfg.image_size, cfg.window_scale, progress=False)
     bank = background_bank(CubDataset(root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
     method = IndependencePriorTask1(cfg, torch.device("cpu"))
@@ -80,7 +82,7 @@ def test_resume_continues_from_the_checkpoint(tiny_root, tmp_path):
 
 
 def test_run_task1_smoke_writes_masks_and_metrics(tiny_root, tmp_path):
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=4)
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=4)
     metrics = run_task1(cfg, tmp_path / "out", progress=False)
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved == metrics
@@ -100,7 +102,7 @@ def test_run_task1_smoke_writes_masks_and_metrics(tiny_root, tmp_path):
 def test_learning_beats_the_whole_box_mask(tmp_path):
     """A few hundred steps with the cpu profile's networks lift test IoU well above the whole-box mask."""
     root = resolve_dataset("synthetic", tmp_path)  # the default set: 180 train / 60 test images, 160 px
-    cfg = C.make_config(C.Task1Config, "cpu", dataset=f"cub:{root}", steps=400, eval_every=0, ckpt_every=0,
+    cfg = C.make_config(Task1Config, "cpu", dataset=f"cub:{root}", steps=400, eval_every=0, ckpt_every=0,
                         refine="none", self_train_steps=0)
     metrics = run_task1(cfg, tmp_path / "run", progress=False)
     print(metrics)
@@ -118,7 +120,7 @@ def test_resume_with_another_config_is_a_clear_error(tiny_root, tmp_path):
 
 def test_load_run_and_sample_composites(tiny_root, tmp_path):
     from indprior.task1 import load_run, sample_composites
-    cfg = C.make_config(C.Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=2)
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{tiny_root}", steps=2)
     run_task1(cfg, tmp_path, progress=False)
     cfg2, method = load_run(tmp_path)
     assert cfg2 == cfg
@@ -131,19 +133,19 @@ def test_load_run_and_sample_composites(tiny_root, tmp_path):
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
 def test_profile_models_build_and_step_on_cpu(profile):
     """The real profiles' networks fit together at their resolution (one tiny-batch step on the CPU)."""
-    cfg = C.make_config(C.Task1Config, profile)
+    cfg = C.make_config(Task1Config, profile)
     method = IndependencePriorTask1(cfg, torch.device("cpu"))
     s, b = cfg.image_size, 2
     box = torch.zeros(b, 1, s, s)
     box[:, :, s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
     batch = {"window": torch.rand(b, 3, s, s) * 2 - 1, "box": box, "box_frac": box.mean((1, 2, 3)),
-             "background": torch.rand(b, 3, s, s) * 2 - 1, "real": torch.rand(b, 3, s, s) * 2 - 1}
-    stats = method.train_step(batch, 0)
-    assert all(torch.isfinite(v) for v in stats.values())
+             "background": torch.rand(b, 3, s, s) * 2 - 1, "real": torch.rand(b, 3, s, s) * 2 - 1, "real_box": box}
+    step_and_check_variant(method, cfg, batch)
+    assert len(method.provider.net.down) == cfg.unet_levels + 1 and _convs_out(method.provider)[0] == cfg.unet_base
 
 
 def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
-    from indprior import train
+    from indprior.core import runtime as train
 
     def broken(fn):
         def call(*a, **k):
@@ -158,19 +160,20 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     assert wrapped.failed and torch.equal(wrapped(x), net(x)), "later calls go straight to eager"
 
 
-@pytest.mark.parametrize("over", [dict(amp_cpu=True), dict(d_head="flatten"), dict(channels_last=False), dict(d_box=True)])
-def test_step_variants_give_finite_losses(tiny_root, over):
-    cfg = C.make_config(C.Task1Config, "smoke", **over)
+@pytest.mark.parametrize("over", [dict(amp_cpu=True), dict(amp_cpu=False), dict(d_head="flatten"),
+                                  dict(channels_last=False), dict(d_box=True), dict(lambda_edge=0, lambda_proj=0)])
+def test_step_variants_change_what_they_switch(tiny_root, over):
+    cfg = C.make_config(Task1Config, "smoke", **over)
     train = prepare_windows(CubDataset(tiny_root, "train"), cfg.image_size, cfg.window_scale, progress=False)
     bank = background_bank(CubDataset(tiny_root, "train"), cfg.image_size, 2, np.random.default_rng(0), progress=False)
     method = IndependencePriorTask1(cfg, torch.device("cpu"))
-    stats = method.train_step(Task1Batches(train, bank, cfg.batch_size, torch.device("cpu"))(0), 0)
-    assert all(torch.isfinite(v) for v in stats.values()), stats
+    assert method.amp == (cfg.amp_cpu and cpu_has_bf16())
+    step_and_check_variant(method, cfg, Task1Batches(train, bank, cfg.batch_size, torch.device("cpu"))(0))
 
 
 def test_bf16_inference_agrees_with_fp32(tiny_root):
     from indprior.task1 import predict_window_masks
-    cfg = C.make_config(C.Task1Config, "smoke")
+    cfg = C.make_config(Task1Config, "smoke")
     ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
     torch.manual_seed(0)
     provider = IndependencePriorTask1(cfg, torch.device("cpu")).provider
@@ -181,8 +184,9 @@ def test_bf16_inference_agrees_with_fp32(tiny_root):
 
 
 def test_pasted_masks_are_lazy_and_match_eager_pasting(tiny_root):
-    from indprior.task1 import PastedMasks, full_masks
-    cfg = C.make_config(C.Task1Config, "smoke")
+    from indprior.data.windows import PastedMasks
+    from indprior.task1 import full_masks
+    cfg = C.make_config(Task1Config, "smoke")
     ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
     torch.manual_seed(0)
     masks = full_masks(IndependencePriorTask1(cfg, torch.device("cpu")).provider, ws, torch.device("cpu"))
@@ -193,3 +197,7 @@ def test_pasted_masks_are_lazy_and_match_eager_pasting(tiny_root):
     sub = masks.where([2, 0], threshold=0.5)
     assert len(sub) == 2 and sub[0].dtype == bool and np.array_equal(sub[1], eager[0] >= 0.5)
     assert len(masks[1:3]) == 2
+
+
+def _convs_out(module: torch.nn.Module) -> list[int]:
+    return [m.out_channels for m in module.modules() if isinstance(m, torch.nn.Conv2d)]

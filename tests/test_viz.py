@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from indprior import viz  # noqa: E402
+from indprior.viz.figures import _ema  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +192,7 @@ def test_training_curves_from_rows_and_run_dir(tmp_path):
 
 def test_ema_is_debiased():
     y = np.full(5, 3.0)
-    assert np.allclose(viz._ema(y, 0.9), 3.0)
+    assert np.allclose(_ema(y, 0.9), 3.0)
 
 
 # ----------------------------------------------------------------------------- saving

@@ -8,8 +8,9 @@ a synthetic set where our first GAN run reached 0.73), so every results table ca
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -17,6 +18,8 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.segmentation import relabel_sequential, watershed
+
+from .data.images import border_mean, check_rgb
 
 # cv2's GrabCut fits 5-component colour GMMs with k-means; fewer samples than this make it fail
 # or fit noise, so below it we fall back (see the docstrings).
@@ -36,14 +39,6 @@ def map_threads(fn: Callable[[int], T], n: int, *, workers: int | None = None, d
 
 
 # ------------------------------------------------------------------ validation helpers
-
-
-def _check_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{name}: expected a uint8 HxWx3 RGB array, got dtype {image.dtype} "
-                         f"shape {image.shape}")
-    return image
 
 
 def _box_slices(box: tuple[int, int, int, int], shape: tuple[int, ...],
@@ -102,7 +97,7 @@ def grabcut_box(image: np.ndarray, box: tuple[int, int, int, int], iters: int = 
       * fewer than MIN_GMM_SAMPLES pixels outside the box (box ~ whole image): a frame 5% of the
         box size inside the box becomes sure background (see `_seed_background_frame`).
     """
-    image = _check_rgb(image)
+    image = check_rgb(image)
     if iters < 1:
         raise ValueError(f"iters: expected >= 1, got {iters}")
     rows, cols = _box_slices(box, image.shape, margin)
@@ -130,7 +125,7 @@ def grabcut_refine(image: np.ndarray, box: tuple[int, int, int, int], prob_mask:
     model cannot be fitted and the thresholded mask (prob > 0.5, inside the box) is returned.
     The result is all-False outside the box. Report it as its own table row.
     """
-    image = _check_rgb(image)
+    image = check_rgb(image)
     prob = np.asarray(prob_mask)
     if prob.shape != image.shape[:2]:
         raise ValueError(f"shape mismatch: prob_mask has shape {prob.shape}, image is {image.shape[:2]}")
@@ -182,8 +177,7 @@ def _otsu_foreground(grey: np.ndarray, foreground: str) -> np.ndarray:
         return bright
     if foreground == "dark":
         return ~bright
-    border = np.concatenate([bright[0], bright[-1], bright[1:-1, 0], bright[1:-1, -1]])
-    return ~bright if border.mean() > 0.5 else bright
+    return ~bright if border_mean(bright) > 0.5 else bright
 
 
 def otsu_watershed(image: np.ndarray, min_distance: int | None = None,

@@ -15,21 +15,25 @@ import json
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import config as C
 from .baselines import grabcut_box, grabcut_refine, otsu_watershed
-from .data import CubDataset, load_label_map, resolve_dataset, save_png_atomic
-from .metrics import foreground_scores, instance_scores
+from .core import config as C
+from .core.files import atomic_write_text, write_json
+from .core.runtime import resolve_device
+from .core.trainer import CHECKPOINT, load_checkpoint
+from .data.cub import CubDataset, resolve_dataset
+from .data.images import load_label_map, save_png_atomic
+from .data.windows import mask_file, prepare_windows
+from .metrics import foreground_summary, instance_scores
 from .redo import ReDO, ReDOConfig, paste_window, window_probs
-from .task1 import load_run
-from .train import CHECKPOINT, atomic_write_text, load_checkpoint, resolve_device
-from .windows import full_masks, mask_file, prepare_windows
+from .task1 import full_masks, load_run
 
 COLUMNS = ("method", "eval", "acc", "iou_mean", "iou_pooled", "train_seconds", "infer_images_per_s", "device",
            "profile", "split")
@@ -50,12 +54,6 @@ def hardware() -> str:
     """CPU model and torch threads (and the GPU, if any): every timing table names its machine."""
     gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
     return f"{cpu_model()}, torch {torch.get_num_threads()} threads{gpu}"
-
-
-def _scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict[str, float]:
-    s = foreground_scores(preds, gts)
-    return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
-            "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
 
 
 def grabcut_run(dataset_spec: str, out_dir: str | Path, cache_dir: str | Path = ".cache/data", *, iters: int = 5,
@@ -83,8 +81,8 @@ def grabcut_run(dataset_spec: str, out_dir: str | Path, cache_dir: str | Path = 
                                "dataset": dataset_spec, "iters": iters, "device": OPENCV, "eval": BOX,
                                "infer_seconds": round(seconds, 2), "infer_images_per_s": len(ds) / max(seconds, 1e-9)}
     if gts:
-        metrics.update(_scores(preds, gts), whole_box=_scores(boxes, gts))
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        metrics.update(foreground_summary(preds, gts), whole_box=foreground_summary(boxes, gts))
+    write_json(out_dir / "metrics.json", metrics)
     return metrics
 
 

@@ -26,10 +26,11 @@ from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
 from . import task1
-from .data import CubDataset, load_image, load_label_map, resolve_dataset
+from .data.cub import CubDataset, resolve_dataset
+from .data.images import load_image, load_label_map
+from .data.windows import PastedMasks, WindowSet, prepare_windows
 from .metrics import mask_iou
-from .viz import DPI, GT_COLOR, overlay_instances, overlay_mask
-from .windows import PastedMasks, WindowSet, full_masks, prepare_windows
+from .viz import DPI, GT_COLOR, instance_crop, overlay_instances, overlay_mask
 
 HEADLESS_ENV = "INDPRIOR_HEADLESS"
 TOP = W.Layout(align_items="flex-start")  # images keep their aspect (an HBox stretches them to the row height)
@@ -136,7 +137,7 @@ def load_task1(run_dir: str | Path, *, device: str = "cpu", cache_dir: str | Pat
         cfg, method = task1.load_run(run_dir, device)
         test = CubDataset(resolve_dataset(dataset or cfg.dataset, cache_dir), "test")
         ws = prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
-        masks = full_masks(method.ema.module, ws, torch.device(device))
+        masks = task1.full_masks(method.ema.module, ws, torch.device(device))
         run = Task1Run(run_dir, test, masks, np.full(len(ws), np.nan))
         run.ious = np.array([np.nan if g is None else mask_iou(run.soft(i) >= 0.5, g) for i, g in enumerate(ws.gt)])
         _CACHE.pop(next(iter(_CACHE))) if len(_CACHE) >= 4 else None  # soft masks of the last few runs only
@@ -213,11 +214,7 @@ class HOCRun:
             return {"rgb": out, "crop": None, "area": 0}
         out[~sel] = (out[~sel] * 0.35 + 100).astype(np.uint8)
         out[find_boundaries(sel, mode="thick")] = PICK_COLOR
-        ys, xs = np.nonzero(sel)
-        y0, x0 = max(ys.min() - pad, 0), max(xs.min() - pad, 0)
-        y1, x1 = min(ys.max() + pad + 1, sel.shape[0]), min(xs.max() + pad + 1, sel.shape[1])
-        crop = np.where(sel[y0:y1, x0:x1, None], base[y0:y1, x0:x1], (base[y0:y1, x0:x1] * 0.25 + 150).astype(np.uint8))
-        return {"rgb": out, "crop": crop, "area": int(sel.sum())}
+        return {"rgb": out, "crop": instance_crop(base, sel, pad), "area": int(sel.sum())}
 
 
 def load_hoc(run_dir: str | Path, image: str | Path | np.ndarray | None = None) -> HOCRun:

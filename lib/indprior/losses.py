@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .core.config import ConfigError
+
 
 def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -116,6 +118,14 @@ def _cutout(x: torch.Tensor, ratio: float = 0.25) -> torch.Tensor:
 
 
 _AUGMENTS = {"color": [_colour], "translation": [_translation], "cutout": [_cutout]}
+
+
+def check_diffaug(cfg: object) -> None:
+    """ConfigError naming `cfg.diffaug` when its comma list holds an augmentation DiffAugment does not know."""
+    bad = [p for p in (q.strip() for q in cfg.diffaug.split(",")) if p and p not in _AUGMENTS]
+    if bad:
+        raise ConfigError(f"{type(cfg).__name__}.diffaug={cfg.diffaug!r}: unknown {bad}; "
+                          f"expected a comma list of {sorted(_AUGMENTS)}")
 
 
 def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:

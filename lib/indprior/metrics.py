@@ -14,7 +14,7 @@ Task 2 (instance label maps, integer HxW, 0 = background):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -67,18 +67,6 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
-def best_of_mask_or_complement(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Return `pred` or `~pred`, whichever has the higher IoU with `gt`.
-
-    !!! FOR UNSUPERVISED BASELINES ONLY (ReDO) !!!  It peeks at the ground truth to decide
-    which side is foreground. Box-supervised methods (task 1) must never use it: the box already
-    fixes the polarity. Any table row that used it must say so.
-    """
-    pred, gt = _as_binary_mask(pred, "pred"), _as_binary_mask(gt, "gt")
-    _check_same_shape(pred, gt, "pred", "gt")
-    return pred if mask_iou(pred, gt) >= mask_iou(~pred, gt) else ~pred
-
-
 def foreground_scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict:
     """Accuracy and IoU over a split, both per-image mean and pooled (see module docstring).
 
@@ -110,6 +98,13 @@ def foreground_scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) ->
         "per_image_iou": per_iou,
         "per_image_acc": per_acc,
     }
+
+
+def foreground_summary(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -> dict[str, float]:
+    """The row every task-1 table shows: acc (per-image mean), iou_mean, iou_pooled, acc_pooled, n_with_gt."""
+    s = foreground_scores(preds, gts)
+    return {"acc": s["acc_mean"], "iou_mean": s["iou_mean"], "iou_pooled": s["iou_pooled"],
+            "acc_pooled": s["acc_pooled"], "n_with_gt": len(gts)}
 
 
 # ------------------------------------------------------------------ instances

@@ -177,6 +177,13 @@ def compose(background: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Ten
     return image, torch.stack(visible[::-1], 1)  # b 3 H W, b k 1 H W
 
 
+def label_map(visible: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """... k 1 h w visible masks (from `compose`) -> ... h w labels: 1 + argmax where the best mask > threshold, else 0.
+    The exact instance label map of a composite."""
+    best, idx = visible[..., 0, :, :].max(-3)  # ... h w
+    return torch.where(best > threshold, idx + 1, torch.zeros_like(idx))
+
+
 class Discriminator(nn.Module):
     """Spectral-norm conv critic (as ReDO): strided convs down to ~4x4, then a linear score per image.
 
@@ -206,7 +213,3 @@ class Discriminator(nn.Module):
             raise ValueError(f"Discriminator(head='flatten') was built for {self.size} px, got {tuple(x.shape[-2:])}")
         h = self.body(x)
         return self.fc(h.flatten(1) if self.head == "flatten" else h.sum((2, 3))).squeeze(1)  # b
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

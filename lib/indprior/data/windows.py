@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import CubDataset, save_png_atomic
-from .metrics import foreground_scores
-from .train import atomic_dir, autocast_enabled
+from ..core.files import atomic_dir, save_png_atomic
+from .cub import CubDataset
 
 
 def window_rect(box: tuple[float, float, float, float], height: int, width: int, scale: float) -> tuple[int, int, int, int]:
@@ -69,11 +67,6 @@ def prepare_windows(dataset: CubDataset, size: int, scale: float, keep_gt: bool 
                      np.array(sizes), names, gts)
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images -> float in [-1, 1]."""
-    return x.float() / 127.5 - 1
-
-
 def mask_file(image_name: str) -> str:
     """'001.Kite/kite_0001.jpg' -> '001.Kite/kite_0001.png': masks mirror the images/ folders."""
     return str(Path(image_name).with_suffix(".png"))
@@ -85,21 +78,6 @@ def save_masks(folder: Path, names: Sequence[str], masks: Sequence[np.ndarray]) 
     with atomic_dir(folder) as tmp:
         for name, mask in zip(names, masks):
             save_png_atomic(tmp / mask_file(name), ((np.asarray(mask) >= 0.5) * 255).astype(np.uint8))
-
-
-# ----------------------------------------------------------------------------- inference
-@torch.no_grad()
-def predict_window_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device, batch_size: int = 64,
-                         bf16: bool = False) -> torch.Tensor:
-    """Soft masks of all windows (n 1 s s, float32 on the CPU). `bf16`: autocast (CUDA, or a CPU with native
-    bf16; about 2x faster on an AMX CPU, masks agree on >99% of pixels - the evaluation uses fp32)."""
-    provider.eval()
-    out = []
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and autocast_enabled(device, True, True)):
-        for s in range(0, len(ws), batch_size):
-            win = to_float(ws.windows[s:s + batch_size].to(device))
-            out.append(provider(win, ws.boxes[s:s + batch_size].to(device).float())[1].float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, 1, 1, 1)  # n 1 s s
 
 
 def paste_mask(prob: np.ndarray, rect: tuple[int, int, int, int], box: tuple[float, ...], image_hw: tuple[int, int]) -> np.ndarray:
@@ -133,20 +111,7 @@ class PastedMasks(Sequence):
         full = paste_mask(self.probs[k], ws.rects[k], ws.image_boxes[k], ws.image_sizes[k])
         return full if self.threshold is None else full >= self.threshold
 
-    def where(self, rows: list[int], threshold: float | None = None) -> "PastedMasks":
+    def where(self, rows: list[int], threshold: float | None = None) -> PastedMasks:
         """The same masks for a subset of images (indices into this sequence), optionally thresholded."""
         return PastedMasks(self.probs, self.ws, self.threshold if threshold is None else threshold,
                            [self.rows[r] for r in rows])
-
-
-def full_masks(provider: torch.nn.Module, ws: WindowSet, device: torch.device) -> PastedMasks:
-    """Soft masks (float32, in [0, 1], zero outside the box) at each test image's full size, pasted lazily."""
-    return PastedMasks(predict_window_masks(provider, ws, device)[:, 0].numpy(), ws)
-
-
-def evaluate(provider: torch.nn.Module, ws: WindowSet, device: torch.device, threshold: float = 0.5) -> dict[str, Any]:
-    """Foreground scores of thresholded masks against GT (images without GT are skipped)."""
-    rows = [i for i, g in enumerate(ws.gt) if g is not None]
-    if not rows:
-        return {"n_images": 0}
-    return foreground_scores(full_masks(provider, ws, device).where(rows, threshold), [ws.gt[i] for i in rows])

@@ -1,14 +1,15 @@
 """Multi-process data-parallel training (torchrun), kept out of the methods.
 
-    torchrun --nproc_per_node 4 -m indprior.train --task task1 --profile paper --dataset cub:/data/CUB_200_2011
+    torchrun --nproc_per_node 4 -m indprior train --task task1 --profile paper --dataset cub:/data/CUB_200_2011
 
 Every process holds the whole model and its own shard of the training windows (the DistributedSampler
 idea: rank r takes windows r, r + world, ...). Gradients are averaged over processes with one all-reduce
 per optimizer step, from an optimizer *pre-step hook*: the methods keep calling `opt.step()` and never
 know they are distributed. This is what `DistributedDataParallel` computes; we do not wrap modules in the
 `DistributedDataParallel` class because a GAN step freezes and unfreezes the critic between its phases
-(requires_grad toggling), which the wrapper's reducer does not allow - StyleGAN2-ADA syncs gradients by
-hand for the same reason. Parameters and buffers are broadcast from rank 0 at the start (and after a
+(requires_grad toggling), which the wrapper's reducer does not expect. (stylegan2-ada-pytorch does wrap its
+modules in DDP and works around this with a `ddp_sync` context; its successor stylegan3 dropped the wrapper
+and all-reduces the flattened gradients by hand, as we do.) Parameters and buffers are broadcast from rank 0 at the start (and after a
 resume), so all ranks start equal and stay equal. Rank 0 alone writes logs, checkpoints, samples and
 outputs; logged statistics are averaged over ranks so every rank makes the same collapse/NaN decisions.
 
@@ -17,7 +18,7 @@ Backend: NCCL on CUDA, gloo on CPU (the test suite runs 2 gloo processes on CPU)
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist

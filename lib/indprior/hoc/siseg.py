@@ -15,50 +15,19 @@ Offsets are in pixels, ordered (dy, dx): offset[:, y, x] = (cy - y, cx - x), 0 o
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import hsv_to_rgb
-from scipy import ndimage
-from scipy.spatial import cKDTree
-from skimage.segmentation import watershed
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..data.images import check_rgb, to_float
+from .grouping import group_instances
+
 
 # ----------------------------------------------------------------------------- targets
-def _boundary_np(labels: np.ndarray) -> np.ndarray:
-    """Instance pixels with a 4-neighbour of another label; the image edge is not a boundary
-    (a crop cuts instances, it does not outline them)."""
-    b = np.zeros(labels.shape, bool)
-    dv = labels[1:, :] != labels[:-1, :]
-    dh = labels[:, 1:] != labels[:, :-1]
-    b[1:, :] |= dv
-    b[:-1, :] |= dv
-    b[:, 1:] |= dh
-    b[:, :-1] |= dh
-    return b & (labels > 0)
-
-
-def instance_targets(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Training targets from an H x W instance map (0 = background): fg, offset to centroid, boundary."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels: expected an integer H x W array, got {labels.dtype} {labels.shape}")
-    h, w = labels.shape
-    ids, inv = np.unique(labels, return_inverse=True)
-    inv = inv.reshape(h, w)
-    ys, xs = np.mgrid[0:h, 0:w]
-    cnt = np.bincount(inv.ravel(), minlength=len(ids)).astype(np.float64)
-    cy = np.bincount(inv.ravel(), ys.ravel().astype(np.float64), len(ids)) / cnt
-    cx = np.bincount(inv.ravel(), xs.ravel().astype(np.float64), len(ids)) / cnt
-    fg = labels > 0
-    offset = np.stack([cy[inv] - ys, cx[inv] - xs]) * fg  # 2 h w
-    return dict(fg=fg, offset=offset.astype(np.float32), boundary=_boundary_np(labels))
-
-
 def instance_targets_torch(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Batched targets on the labels' device, no loop over instances: (fg b1hw, offset b2hw, boundary b1hw)."""
     if labels.ndim != 3:
@@ -85,83 +54,6 @@ def instance_targets_torch(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     bnd[:, :, 1:] |= dh
     bnd[:, :, :-1] |= dh
     return fg[:, None].float(), offset.float(), (bnd & fg)[:, None].float()
-
-
-# ----------------------------------------------------------------------------- grouping
-def group_instances(fg_prob: np.ndarray, offset: np.ndarray, boundary_prob: np.ndarray | None = None,
-                    fg_threshold: float = 0.5, min_size: int = 20, bandwidth: float = 2.0) -> np.ndarray:
-    """Instance map (uint16, 0 = background) from the three heads.
-
-    1. Votes: each fg pixel casts a vote at its arrival point (pixel + offset); the vote image is
-       smoothed with a Gaussian of sigma `bandwidth` (a mean-shift density); centres = its local
-       maxima within +-ceil(bandwidth) px holding >= min_size/4 votes (plateaus merged), refined once
-       to the mean of the arrival points near them.
-    2. Each fg pixel joins the centre nearest to its arrival point.
-    3. Ambiguous pixels (arrival > 3*bandwidth from its centre, or >= 1/3 of the way to the second
-       centre, or on a predicted boundary without a crisp vote) are re-assigned by a watershed on the
-       boundary map seeded by the confident pixels, so borders follow the boundary head; ambiguous
-       pixels not connected to a seed become background. An instance too small to make a peak
-       (< min_size/4 pixels) is absorbed by a touching neighbour.
-    4. Instances with < min_size pixels become background; labels are renumbered 1..n.
-    Perfect targets give exact maps: all votes of an instance land on its centroid.
-    """
-    fg_prob, offset = np.asarray(fg_prob, np.float64), np.asarray(offset, np.float64)
-    if fg_prob.ndim != 2:
-        raise ValueError(f"fg_prob: expected H x W, got shape {fg_prob.shape}")
-    h, w = fg_prob.shape
-    if offset.shape != (2, h, w):
-        raise ValueError(f"offset: expected shape (2, {h}, {w}), got {offset.shape}")
-    if boundary_prob is not None and np.shape(boundary_prob) != (h, w):
-        raise ValueError(f"boundary_prob: expected shape ({h}, {w}), got {np.shape(boundary_prob)}")
-    if bandwidth <= 0:
-        raise ValueError(f"bandwidth: expected > 0, got {bandwidth}")
-    out = np.zeros((h, w), np.uint16)
-    fg = fg_prob > fg_threshold
-    ys, xs = np.nonzero(fg)
-    if len(ys) == 0:
-        return out
-    pts = np.stack([ys + offset[0, ys, xs], xs + offset[1, ys, xs]], 1)  # n 2 arrival points
-    iy = np.clip(np.rint(pts[:, 0]), 0, h - 1).astype(np.int64)
-    ix = np.clip(np.rint(pts[:, 1]), 0, w - 1).astype(np.int64)
-    votes = np.bincount(iy * w + ix, minlength=h * w).reshape(h, w).astype(np.float64)
-    density = ndimage.gaussian_filter(votes, bandwidth, mode="constant")
-    k = int(np.ceil(4 * bandwidth))
-    delta = np.zeros((2 * k + 1, 2 * k + 1))
-    delta[k, k] = 1.0
-    kernel_peak = ndimage.gaussian_filter(delta, bandwidth, mode="constant").max()  # density of 1 vote
-    r = max(1, int(np.ceil(bandwidth)))  # NMS radius: small enough to keep a small instance by a big one
-    peaks = (density == ndimage.maximum_filter(density, size=2 * r + 1)) & (
-        density >= max(1.0, 0.25 * min_size) * kernel_peak * (1 - 1e-6))
-    plab, n = ndimage.label(peaks, structure=np.ones((3, 3)))
-    if n == 0:
-        return out
-    centres = np.array(ndimage.center_of_mass(peaks, plab, range(1, n + 1)), np.float64).reshape(n, 2)
-    radius = 3.0 * bandwidth
-    d1, idx = cKDTree(centres).query(pts)
-    near = d1 <= radius
-    cnt = np.bincount(idx[near], minlength=n)
-    for c in range(2):  # one mean-shift step: centre -> mean of the arrival points near it
-        s = np.bincount(idx[near], pts[near, c], minlength=n)
-        centres[cnt > 0, c] = s[cnt > 0] / cnt[cnt > 0]
-    if n >= 2:
-        d, nn_ = cKDTree(centres).query(pts, k=2)
-        d1, d2, idx = d[:, 0], d[:, 1], nn_[:, 0]
-    else:
-        d1, idx = cKDTree(centres).query(pts)
-        d2 = np.full_like(d1, np.inf)
-    bnd = np.zeros((h, w)) if boundary_prob is None else np.asarray(boundary_prob, np.float64)
-    unsure = (d1 > radius) | (d1 > 0.5 * d2) | ((bnd[ys, xs] > 0.5) & (d1 > bandwidth))
-    markers = np.zeros((h, w), np.int64)
-    markers[ys[~unsure], xs[~unsure]] = idx[~unsure] + 1
-    lab = watershed(bnd, markers, mask=fg) if unsure.any() else markers
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)
-    keep = np.nonzero(sizes >= max(min_size, 1))[0]
-    keep = keep[keep > 0]
-    if len(keep) >= 2 ** 16:
-        raise ValueError(f"group_instances: {len(keep)} instances do not fit a uint16 map")
-    lut = np.zeros(n + 1, np.uint16)
-    lut[keep] = np.arange(1, len(keep) + 1)
-    return lut[lab]
 
 
 # ----------------------------------------------------------------------------- model
@@ -282,9 +174,7 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
 
     Logits and offsets are blended across tiles; offsets are relative to the pixel, hence
     translation-equivariant, so a tile's offsets need no shift. Returns (labels uint16, raw maps)."""
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image: expected H x W x 3 uint8, got {image.dtype} {image.shape}")
+    image = check_rgb(image)
     m = 2 ** model.levels
     if tile < m or tile % m:
         raise ValueError(f"tile: expected a positive multiple of 2**levels = {m}, got {tile}")
@@ -292,7 +182,7 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
         raise ValueError(f"overlap: expected 0 <= overlap < tile/2 = {tile // 2}, got {overlap}")
     model.to(device).eval()
     h, w = image.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # 1 3 h w
+    x = to_float(torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None])  # 1 3 h w
     if max(h, w) <= tile:
         raw = _run(model, x)  # 4 h w
     else:
@@ -313,15 +203,3 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
     maps = dict(fg=sig(raw[0]).astype(np.float32), offset=raw[1:3].astype(np.float32),
                 boundary=sig(raw[3]).astype(np.float32))
     return group_instances(maps["fg"], maps["offset"], maps["boundary"], **group_kwargs), maps
-
-
-def offset_to_rgb(offset: np.ndarray, max_norm: float | None = None) -> np.ndarray:
-    """Colour-code a 2 x H x W displacement field: hue = direction, value = magnitude / max_norm."""
-    offset = np.asarray(offset, np.float64)
-    if offset.ndim != 3 or offset.shape[0] != 2:
-        raise ValueError(f"offset: expected 2 x H x W, got shape {offset.shape}")
-    mag = np.hypot(offset[0], offset[1])
-    norm = float(max_norm) if max_norm else max(float(mag.max()), 1e-8)
-    hue = (np.arctan2(offset[0], offset[1]) / (2 * np.pi)) % 1.0
-    hsv = np.stack([hue, np.ones_like(hue), np.clip(mag / norm, 0, 1)], -1)
-    return (hsv_to_rgb(hsv) * 255 + 0.5).astype(np.uint8)

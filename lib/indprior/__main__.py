@@ -1,0 +1,71 @@
+"""The command line: `python -m indprior train ...` (and `python -m indprior.train ...`, the same).
+
+    python -m indprior train --task task1 --profile cpu --dataset synthetic --out runs/t1 [--set steps=500]
+    python -m indprior train --task hoc --profile cpu --image photo.jpg --out runs/hoc
+    torchrun --nproc_per_node 4 -m indprior train --task task1 --profile paper --dataset cub:/data/CUB --out runs/t1
+
+Under torchrun task 1 trains data-parallel (core/dist.py); rank 0 writes every file. Prints the metrics as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .core import config as C
+from .core import dist
+
+
+def _train_parser(sub: Any) -> None:
+    ap = sub.add_parser("train", help="train one experiment and write its outputs into --out")
+    ap.add_argument("--task", choices=("task1", "redo", "hoc"), default="task1")
+    ap.add_argument("--profile", default=None, help="smoke | cpu | paper (default: paper on CUDA, else cpu)")
+    ap.add_argument("--dataset", default=None, help="task1/redo: synthetic, synthetic:<seed> or cub:<root>")
+    ap.add_argument("--image", default=None, help="hoc: the photo (default: scikit-image's coins)")
+    ap.add_argument("--gt", default=None, help="hoc: optional GT label map, for the metrics only")
+    ap.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="config override, repeatable")
+    ap.add_argument("--no-resume", action="store_true", help="start again even if --out holds a checkpoint")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def train(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run the experiment `args.task` names; returns its metrics."""
+    common = dict(resume=not args.no_resume, progress=not args.no_progress)
+    if args.task in ("hoc", "redo") and dist.is_distributed():
+        raise SystemExit(f"--task {args.task} runs in one process; start it without torchrun")
+    if args.task == "hoc":
+        from .data.images import coins
+        from .hoc import HOCConfig, run_hoc
+        image = args.image if args.image is not None else coins()
+        return run_hoc(C.make_config(HOCConfig, args.profile, **overrides), image, args.out, gt_instances=args.gt,
+                       **common)
+    if args.task == "redo":
+        from .redo import ReDOConfig, run_redo
+        return run_redo(C.make_config(ReDOConfig, args.profile, dataset=args.dataset, **overrides), args.out, **common)
+    from .task1 import Task1Config, run_task1
+    return run_task1(C.make_config(Task1Config, args.profile, dataset=args.dataset, **overrides), args.out, **common)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse `argv` (default: sys.argv[1:]), run the subcommand, print its metrics as JSON (rank 0)."""
+    ap = argparse.ArgumentParser(prog="python -m indprior", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        overrides = C.parse_overrides(args.set)
+    except C.ConfigError as err:
+        ap.error(f"--set: {err}")
+    dist.init_from_env()
+    main_rank = dist.is_main()  # run_task1 leaves the process group when its training is done
+    metrics = train(args, overrides)
+    if main_rank:
+        print(json.dumps(metrics, indent=2))
+    dist.leave()  # a no-op where the task already left
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

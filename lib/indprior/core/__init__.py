@@ -1,0 +1,1 @@
+"""What every experiment needs and no experiment knows about: configs, files, runtime, the training loop."""

@@ -1,0 +1,29 @@
+"""The data layer: image files, the CUB layout and dataset specs, synthetic sets, box windows.
+
+    images      load_image / load_label_map (any PNG/JPEG, grey, 16-bit), checks, conversions, ImageCrops (HOC)
+    cub         CubDataset (CUB-200-2011 layout), resolve_dataset('synthetic[:seed]' | 'cub:<root>')
+    synth       the synthetic kite set in the CUB layout;  synth_hoc: synthetic cluster images
+    windows     box windows of a split and masks pasted back into images (task 1, ReDO)
+"""
+from .cub import CubDataset, Sample, clip_box, resolve_dataset
+from .images import (
+                     COINS_GT,
+                     DataError,
+                     ImageCrops,
+                     border_mean,
+                     check_rgb,
+                     coins,
+                     load_image,
+                     load_label_map,
+                     save_png_atomic,
+                     to_float,
+                     to_uint8,
+)
+from .synth import make_synthetic_cub
+from .synth_hoc import make_synthetic_hoc
+from .windows import PastedMasks, WindowSet, mask_file, paste_mask, prepare_windows, save_masks, window_rect
+
+__all__ = ["CubDataset", "Sample", "clip_box", "resolve_dataset", "COINS_GT", "DataError", "ImageCrops", "border_mean",
+           "check_rgb", "coins", "load_image", "load_label_map", "save_png_atomic", "to_float", "to_uint8",
+           "make_synthetic_cub", "make_synthetic_hoc", "PastedMasks", "WindowSet", "mask_file", "paste_mask",
+           "prepare_windows", "save_masks", "window_rect"]

@@ -1,0 +1,83 @@
+"""Task 2's config: every knob of the HOC experiment, with its smoke / cpu / paper profiles.
+
+Sizes are in pixels of the RESCALED image, where an instance is `crop / crop_instances` wide; the photo is
+rescaled so that it is (see scale.py). What was measured for these defaults is in docs/method.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..core import config as C
+from ..losses import check_diffaug
+
+
+@dataclass
+class HOCConfig:
+    """Task 2: a GAN on crops of one photo, then an instance segmenter on its composites."""
+
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
+        {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every"})
+
+    profile: str = "cpu"
+    seed: int = 0
+    device: str = "auto"
+    instance_size: float | None = None  # typical diameter in input pixels; None = estimate_instance_size
+    crop: int = 48  # GAN crop side
+    crop_instances: float = 2.5  # crop side in instance diameters: sets the rescale factor
+    n_providers: int = 8  # K: the most instances per crop
+    provider_size: int = 24
+    provider_extent: float = 1.4  # provider canvas side in instance diameters (room for a bigger mask)
+    provider_window: bool = False  # mask x a soft disc inscribed in the canvas (no square masks); off by default
+    provider_base: int = 16  # provider width; wider is much slower on a CPU
+    z_dim: int = 32
+    bg_res: int = 6  # background resolution before bilinear upsampling: too coarse to draw an instance
+    scale_range: tuple[float, float] = (0.7, 1.4)  # learned instance scale, x the estimated size
+    rotation_deg: float = 180.0  # uniform random rotation in +-rotation_deg
+    min_gap: float = 0.85  # centres at least min_gap x (r_i + r_j) apart: touching, slight overlap
+    border: float = 0.6  # centres may lie up to this many radii outside the crop (cut instances)
+    area_eta: float = 0.3  # area hinge bites above this mask fraction of the provider canvas
+    lambda_area: float = 1.0
+    lambda_bin: float = 0.5  # binarisation: soft masks draw unlabelled "ghosts"
+    lambda_div: float = 0.02  # mode-seeking diversity term (Mao et al. 2019); 0 = off
+    diffaug: str = "translation,cutout"
+    d_base: int = 16
+    gan_steps: int = 1500
+    batch_size: int = 16
+    lr_g: float = 2e-4
+    lr_d: float = 1e-4  # the critic learns slower than the generator: at 2e-4 it won outright
+    betas: tuple[float, float] = (0.0, 0.9)
+    ema_decay: float = 0.995
+    seg_steps: int = 600
+    seg_batch: int = 16
+    seg_lr: float = 1e-3
+    seg_base: int = 16
+    seg_levels: int = 3
+    min_visible: float = 0.2  # composites: instances with fewer labelled px than this x a disc's area -> background
+    tile: int = 256  # sliding-window side for inference
+    log_every: int = 50
+    ckpt_every: int = 500
+    sample_every: int = 500
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        C.check_fields(self, at_least_1=("crop", "n_providers", "provider_size", "provider_base", "z_dim", "bg_res",
+                                         "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base",
+                                         "seg_levels", "tile", "log_every"),
+                       non_negative=("area_eta", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
+                                     "border", "ckpt_every", "sample_every"),
+                       unit=("ema_decay", "min_visible"), positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr"))
+        check_diffaug(self)
+        if self.instance_size is not None and not self.instance_size > 0:
+            raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
+        C.check_range(self, "scale_range")
+
+
+C.register_profiles(HOCConfig, {
+    "smoke": dict(crop=32, n_providers=4, provider_size=16, provider_base=16, z_dim=8, d_base=8, gan_steps=4,
+                  batch_size=4, seg_steps=4, seg_batch=4, seg_base=8, seg_levels=2, log_every=2, ckpt_every=4,
+                  sample_every=4, tile=64),
+    "cpu": dict(),
+    "paper": dict(crop=64, provider_size=32, provider_base=64, d_base=64, gan_steps=20000, batch_size=64,
+                  seg_steps=10000, seg_batch=32, seg_base=32, log_every=100, ckpt_every=2000, sample_every=2000),
+})

@@ -1,0 +1,114 @@
+"""Task 1's config: every knob of box-supervised foreground segmentation, with smoke / cpu / paper profiles.
+
+Terms marked NOT in the paper are ours, each with a switch; what was measured for each default is in
+docs/method.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..core import config as C
+from ..losses import check_diffaug
+
+
+@dataclass
+class Task1Config:
+    """Task 1: foreground segmentation from box annotations with a segmenting provider."""
+
+    RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
+        {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "amp", "amp_cpu", "channels_last",
+         "compile", "refine", "self_train_steps", "self_train_lr", "self_train_augment"})
+
+    profile: str = "cpu"
+    dataset: str = "synthetic"
+    seed: int = 0
+    device: str = "auto"
+    image_size: int = 64  # side of the square window around each box, in pixels, fed to the mask net
+    window_scale: float = 1.3  # window side = window_scale * max(box w, box h)
+    steps: int = 1000
+    batch_size: int = 16
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.9)  # torch 2.13 rejects the int 0
+    unet_base: int = 16
+    unet_levels: int = 3
+    d_base: int = 32
+    d_box: bool = False  # the critic also sees the box (real: its own; fake: the source box, moved with the instance)
+    d_head: str = "sum"  # "sum": sum-pooled critic features; "flatten": a linear layer over the 4x4 map
+    lambda_area: float = 0.5  # x (mask area / box area); larger weights shrink masks below the object
+    area_min: float = 0.4  # the area penalty bites only above this fraction of the box. Masks settle at this
+    # hinge (the critic does not resist shrinking), so it acts as a prior on how much of its box an object fills
+    lambda_bin: float = 0.1
+    lambda_edge: float = 10.0  # edge-aware smoothness (losses.edge_aware_smoothness), NOT in the paper; 0 = off
+    lambda_proj: float = 1.0  # box-tightness prior (losses.box_projection, BoxInst), NOT in the paper; 0 = off
+    edge_sigma: float = 0.15  # colour distance (images in [-1, 1]) at which a mask edge starts to be cheap
+    r1_gamma: float = 0.0
+    diffaug: str = "translation,cutout"  # DiffAugment before the critic; colour jitter slowed learning
+    ema_decay: float = 0.99
+    # the layout's learned pose lies within these ranges (scale x, rotation +-deg, shift +- window fraction)
+    pose_scale: tuple[float, float] = (0.9, 1.1)
+    pose_rotation_deg: float = 10.0
+    pose_translation: float = 0.1
+    bg_per_image: int = 4  # background patches cut from each training image, away from its box
+    # cadences, in steps: monitored test IoU (never used to select), composite figures, checkpoints, log rows
+    eval_every: int = 500
+    sample_every: int = 500
+    ckpt_every: int = 500
+    log_every: int = 25
+    amp: bool = True  # bf16 autocast on CUDA
+    amp_cpu: bool = True  # bf16 autocast on CPUs with native bf16 (AMX/AVX512-BF16; others stay fp32)
+    channels_last: bool = True  # NHWC tensors for the convs (CUDA; on CPU only with bf16)
+    compile: bool = False  # torch.compile the provider and critic (falls back to eager, with a warning, if it fails)
+    self_train_steps: int = 300  # second stage, NOT in the paper (selftrain.py): a copy of the provider trained on
+    # GrabCut pseudo-labels of the train images; own rows in metrics.json; 0 = off
+    self_train_lr: float = 1e-4
+    self_train_augment: bool = True  # random pose + colour jitter of the student's windows (selftrain.augment); False:
+    # flips only
+    refine: str = "grabcut"  # "grabcut": also report GrabCut initialised from the learned mask (own row); "none"
+    # collapse = mask area outside [collapse_low, collapse_high] of the box, or critic hinge loss below
+    # collapse_d_loss (D wins outright), for collapse_patience steps; checked up to collapse_until
+    collapse_low: float = 0.1
+    collapse_high: float = 0.9
+    collapse_d_loss: float = 0.05
+    collapse_patience: int = 300
+    collapse_check_every: int = 250
+    collapse_until: int = 1000
+    max_restarts: int = 2  # a collapsed run restarts from seed + 1000 k, at most this many times
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        C.check_fields(self, at_least_1=("steps", "batch_size", "unet_base", "unet_levels", "d_base", "bg_per_image",
+                                       "log_every", "collapse_patience"),
+                     non_negative=("self_train_steps", "lambda_area", "lambda_bin", "lambda_edge", "lambda_proj", "r1_gamma", "eval_every", "sample_every", "ckpt_every",
+                                   "collapse_check_every", "collapse_until", "max_restarts",
+                                   "pose_rotation_deg", "pose_translation", "collapse_d_loss"),
+                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high"),
+                     positive=("lr_g", "lr_d", "edge_sigma", "self_train_lr"))
+        if self.image_size % (2 ** self.unet_levels) or self.image_size < 2 ** (self.unet_levels + 1):
+            raise C.ConfigError(f"Task1Config.image_size={self.image_size}: expected a multiple of 2**unet_levels = "
+                              f"{2 ** self.unet_levels}, at least {2 ** (self.unet_levels + 1)}")
+        if self.window_scale < 1:
+            raise C.ConfigError(f"Task1Config.window_scale={self.window_scale}: expected >= 1 (the window holds the box)")
+        if not self.collapse_low < self.collapse_high:
+            raise C.ConfigError(f"Task1Config: collapse_low={self.collapse_low} must be < collapse_high={self.collapse_high}")
+        C.check_range(self, "pose_scale")
+        check_diffaug(self)
+        if self.d_box and "color" in self.diffaug:
+            raise C.ConfigError("Task1Config: d_box with diffaug 'color' would recolour the box channel; drop one")
+        C.check_choice(self, "d_head", ("sum", "flatten"))
+        C.check_choice(self, "refine", ("grabcut", "none"))
+
+
+TASK1_PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": dict(image_size=32, steps=20, batch_size=4, unet_base=8, unet_levels=2, d_base=8, self_train_steps=4,
+                  eval_every=10, sample_every=10, ckpt_every=10, log_every=5, bg_per_image=2,
+                  collapse_patience=10, collapse_check_every=10, collapse_until=20),
+    "cpu": dict(),
+    "paper": dict(image_size=128, steps=30000, batch_size=64, unet_base=32, unet_levels=5, d_base=64,
+                  eval_every=2000, sample_every=2000, ckpt_every=2000, log_every=100,
+                  collapse_patience=2000, collapse_check_every=1000, collapse_until=10000),
+}
+
+
+C.register_profiles(Task1Config, TASK1_PROFILES)

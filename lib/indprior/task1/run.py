@@ -1,0 +1,192 @@
+"""Task 1 end to end: train the GAN on the train split's boxes, segment the test split, then the optional
+stages of ours (GrabCut refinement, self-training), each reported as its own row of metrics.json.
+
+`run_task1` reads as its stages: `load_data` -> `train_gan` -> `TestSplit.segment` (the paper's method) ->
+`refine_stage` -> `self_train_stage`. Inference: S(window) pasted back into the image at the box ->
+threshold 0.5 -> binary mask. metrics.json is written last: a folder holding it is complete.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..baselines import grabcut_refine, map_threads
+from ..core import config as C
+from ..core import dist
+from ..core.files import atomic_write_bytes, prepare_out_dir, remove, write_json
+from ..core.restarts import fit_with_restarts, loop_seconds
+from ..core.runtime import resolve_device, seed_everything
+from ..data.cub import CubDataset, resolve_dataset
+from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
+from ..metrics import foreground_scores, foreground_summary
+from .config import Task1Config
+from .infer import evaluate, full_masks
+from .method import IndependencePriorTask1, Task1Batches, background_bank, collapse_reason, sample_composites
+from .selftrain import pseudo_labels, self_train
+
+
+@dataclass
+class Task1Data:
+    """Everything training and evaluation read: both splits, their box windows, the background patches."""
+
+    train_ds: CubDataset
+    test_ds: CubDataset
+    train: WindowSet
+    test: WindowSet
+    bank: torch.Tensor
+
+
+def load_data(cfg: Task1Config, cache_dir: str | Path, progress: bool) -> Task1Data:
+    """Resolve the dataset spec (rank 0 first under torchrun: it may generate the synthetic set), cut windows."""
+    if not dist.is_main():
+        dist.barrier()  # rank 0 generates/validates the data set first
+    root = resolve_dataset(cfg.dataset, cache_dir)
+    if dist.is_main():
+        dist.barrier()
+    train_ds, test_ds = CubDataset(root, "train"), CubDataset(root, "test")
+    train = prepare_windows(train_ds, cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
+    test = prepare_windows(test_ds, cfg.image_size, cfg.window_scale, progress=progress)
+    bank = background_bank(train_ds, cfg.image_size, cfg.bg_per_image, np.random.default_rng(cfg.seed), progress)
+    return Task1Data(train_ds, test_ds, train, test, bank)
+
+
+def train_gan(cfg: Task1Config, data: Task1Data, out_dir: Path, device: torch.device, resume: bool,
+              progress: bool) -> tuple[IndependencePriorTask1, list[dict[str, Any]]]:
+    """The GAN with collapse restarts; monitored test IoU goes to the log (nothing is selected by it)."""
+    batches = Task1Batches(data.train, data.bank, cfg.batch_size, device, rows=dist.shard(len(data.train)))
+
+    def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:
+        scores = evaluate(method.ema.module, data.test, device)
+        return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
+
+    def samples(method: IndependencePriorTask1, step: int, folder: Path) -> None:  # composites with their masks
+        from ..viz import composite_figure, save_figure  # lazy: matplotlib only when figures are made
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # keep the training's RNG stream
+            out = sample_composites(method, data.train, data.bank, n=4)
+        save_figure(composite_figure(out["fake"], out["visible"], background=out["background"], n=4),
+                    folder / "samples" / f"composites_{step:06d}.png")
+
+    return fit_with_restarts(
+        lambda seed: IndependencePriorTask1(cfg, device), out_dir, C.to_dict(cfg), batches, cfg.steps, seed=cfg.seed,
+        collapse_reason=lambda history: collapse_reason(cfg, history), check_every=cfg.collapse_check_every,
+        check_until=cfg.collapse_until, max_restarts=cfg.max_restarts, resume=resume, name="task 1",
+        eval_fn=monitor, sample_fn=samples, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+        eval_every=cfg.eval_every, sample_every=cfg.sample_every, progress=progress,
+        may_change=Task1Config.RESUME_MAY_CHANGE)
+
+
+class TestSplit:
+    """The test split's windows and GT: writes a stage's masks and scores them (images without GT skipped)."""
+
+    def __init__(self, data: Task1Data, out_dir: Path, device: torch.device, progress: bool):
+        self.data, self.out_dir, self.device, self.progress = data, out_dir, device, progress
+        self.has_gt = [g is not None for g in data.test.gt]
+        self.gts = [g for g in data.test.gt if g is not None]
+        self.rows = [i for i, ok in enumerate(self.has_gt) if ok]
+
+    def segment(self, provider: torch.nn.Module, folder: str) -> tuple[PastedMasks, dict[str, float]]:
+        """A provider's soft masks of every test image, saved (thresholded) under out_dir/folder; their scores."""
+        probs = full_masks(provider, self.data.test, self.device)
+        save_masks(self.out_dir / folder, self.data.test.names, probs)
+        return probs, (foreground_summary(probs.where(self.rows, 0.5), self.gts) if self.gts else {})
+
+    def refine(self, probs: PastedMasks, folder: str) -> dict[str, float]:
+        """GrabCut started from each soft mask (OpenCV, on a thread pool), saved under out_dir/folder; scores."""
+        test, test_ds = self.data.test, self.data.test_ds
+        refined = map_threads(lambda i: grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i]),
+                              len(test), desc="grabcut refine", progress=self.progress)
+        save_masks(self.out_dir / folder, test.names, refined)
+        return foreground_summary([m for m, ok in zip(refined, self.has_gt) if ok], self.gts) if self.gts else {}
+
+    def whole_box_iou(self) -> float:
+        """IoU of the box itself as the mask (a read-only view: no n x s x s array of ones)."""
+        side = self.data.test.windows.shape[-2:]
+        ones = np.broadcast_to(np.ones((1, *side), np.float32), (len(self.data.test), *side))
+        return foreground_scores(PastedMasks(ones, self.data.test, 0.5, self.rows), self.gts)["iou_mean"]
+
+
+def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: CubDataset,
+                 device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
+    """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
+    (saved as out_dir/self_trained.pt: {"state", "steps"}). Uses boxes only, like the GAN."""
+    targets = pseudo_labels(full_masks(provider, train, device), train_ds, train.rects, train.image_boxes,
+                            cfg.image_size, progress)
+    student = self_train(provider, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
+                         lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
+                         augmented=cfg.self_train_augment, progress=progress)
+    atomic_write_bytes(out_dir / "self_trained.pt",
+                       lambda f: torch.save({"state": student.state_dict(), "steps": cfg.self_train_steps}, f))
+    return student
+
+
+def stage_outputs(cfg: Task1Config) -> dict[str, bool]:
+    """Every output a finished run_task1 folder may hold -> whether `cfg` makes it (its stages switched on)."""
+    grabcut, self_train_on = cfg.refine == "grabcut", cfg.self_train_steps > 0
+    return {"checkpoint.pt": True, "masks": True, "masks_refined": grabcut, "masks_self_trained": self_train_on,
+            "self_trained.pt": self_train_on, "masks_self_trained_refined": grabcut and self_train_on}
+
+
+def _stage_switches(cfg: Task1Config, out_dir: Path) -> tuple[bool, bool]:
+    """(GrabCut rows on, self-training on); removes what an earlier run with a stage on left behind."""
+    for name, on in stage_outputs(cfg).items():
+        if not on:
+            remove(out_dir / name)
+    return cfg.refine == "grabcut", cfg.self_train_steps > 0
+
+
+def _put(metrics: dict[str, Any], key: str | None, scores: dict[str, float]) -> None:
+    """A stage's scores as its own row (`key`) or, for the paper's method, at the top level; none without GT."""
+    if not scores:
+        return
+    if key is None:
+        metrics.update(scores)
+    else:
+        metrics[key] = scores
+
+
+def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, progress: bool = True,
+              cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
+    """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
+    t0 = time.perf_counter()
+    out_dir = prepare_out_dir(out_dir)
+    device = dist.device_for_rank(resolve_device(cfg.device))
+    seed_everything(cfg.seed)
+    data = load_data(cfg, cache_dir, progress)
+    t_fit = time.perf_counter()
+    method, restarts = train_gan(cfg, data, out_dir, device, resume, progress)
+    train_seconds = (t_fit - t0) + loop_seconds(out_dir)  # this call's data preparation + every training loop
+    rank = dist.rank()
+    dist.leave()  # training was the only collective work
+    if rank != 0:  # rank 0 segments the test split and writes every output
+        return {"rank": rank, "restarts": len(restarts)}
+    (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
+    test = TestSplit(data, out_dir, device, progress)
+    probs, scores = test.segment(method.ema.module, "masks")
+    metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(data.test), "profile": cfg.profile,
+                               "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
+                               "model": "EMA provider at the last step (no checkpoint selection)",
+                               "restarts": len(restarts), "collapses": restarts,
+                               "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
+    _put(metrics, None, scores)
+    if test.gts:
+        metrics["whole_box_iou_mean"] = test.whole_box_iou()
+    grabcut, self_train_on = _stage_switches(cfg, out_dir)
+    if grabcut:
+        _put(metrics, "refined_grabcut", test.refine(probs, "masks_refined"))
+    if self_train_on:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
+        t_self = time.perf_counter()
+        student = self_trained(cfg, method.ema.module, data.train, data.train_ds, device, out_dir, progress)
+        metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
+        s_probs, s_scores = test.segment(student, "masks_self_trained")
+        _put(metrics, "self_trained", s_scores)
+        if grabcut:
+            _put(metrics, "self_trained_grabcut", test.refine(s_probs, "masks_self_trained_refined"))
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    metrics["train_seconds"] = round(train_seconds, 1)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
