@@ -58,7 +58,7 @@ def test_train_batch_option_sets_the_batch_and_rejects_nonsense(tmp_path):
 
 def test_time_to_iou_runs_task1_end_to_end_on_the_given_dataset(tmp_path):
     """--quick runs the smoke profile: every stage runs, and the row carries each stage's IoU."""
-    from indprior.data.synth import make_synthetic_cub
+    from indprior.data import make_synthetic_cub
     root = make_synthetic_cub(tmp_path / "CUB", n_images=16, n_test=4, image_size=64, seed=1)
     out = tmp_path / "results.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -80,7 +80,7 @@ SWEEP = BENCH.parent / "sweep.py"
 
 
 def test_sweep_runs_a_grid_and_summarises_it(tmp_path):
-    from indprior.data.synth import make_synthetic_cub
+    from indprior.data import make_synthetic_cub
     root = make_synthetic_cub(tmp_path / "cub", n_images=8, n_test=4, image_size=64)
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"datasets": [f"cub:{root}"], "configs": {

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from indprior.core import config as C
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import make_synthetic_cub
 from indprior.train import main
 
 

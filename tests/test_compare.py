@@ -6,8 +6,7 @@ import pytest
 
 from indprior import compare
 from indprior.core import config as C
-from indprior.data import CubDataset
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import CubDataset, make_synthetic_cub
 from indprior.redo import ReDOConfig, run_redo
 from indprior.task1 import Task1Config, run_task1
 

@@ -12,8 +12,7 @@ from variants import step_and_check_variant
 
 from indprior.core import config as C
 from indprior.core.trainer import Trainer, load_checkpoint
-from indprior.data import CubDataset, load_label_map
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import CubDataset, load_label_map, make_synthetic_cub
 from indprior.data.windows import prepare_windows
 from indprior.task1 import (
     IndependencePriorTask1,

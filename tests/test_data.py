@@ -295,7 +295,7 @@ def test_resolve_cub_and_bad_specs(tmp_path, synth_root):
     assert resolve_dataset(f"cub:{synth_root}") == synth_root
     with pytest.raises(DataError, match="missing.*images.txt"):
         resolve_dataset(f"cub:{tmp_path / 'missing'}")
-    with pytest.raises(DataError, match="'bogus'.*'synthetic', 'synthetic:<seed>' or 'cub:<root>'"):
+    with pytest.raises(DataError, match="'bogus'.*'synthetic', 'synthetic:<seed>', 'birds', 'birds:<seed>', 'cub:<root>' or 'coco:"):
         resolve_dataset("bogus")
 
 
@@ -333,5 +333,8 @@ def test_resolve_dataset_synthetic_seed_is_another_draw(tmp_path):
     c = resolve_dataset("synthetic", tmp_path, kw)
     assert a == b and a != c
     assert (a / "bounding_boxes.txt").read_text() != (c / "bounding_boxes.txt").read_text()
-    with pytest.raises(DataError, match="synthetic:<non-negative integer seed>"):
+    with pytest.raises(DataError, match="<synthetic|birds>:<non-negative integer seed>"):
         resolve_dataset("synthetic:x", tmp_path)
+    birds = resolve_dataset("birds:1", tmp_path, kw)
+    assert birds not in (a, c) and (birds / "classes.txt").read_text().strip() == "1 001.Bird"
+    assert resolve_dataset("birds", tmp_path, {**kw, "seed": 1}) == birds

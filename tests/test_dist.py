@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 
 from indprior.core import dist
 from indprior.core.trainer import CHECKPOINT, load_checkpoint, read_log
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import make_synthetic_cub
 
 
 def _free_port() -> int:

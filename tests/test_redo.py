@@ -7,7 +7,7 @@ import torch
 
 from indprior.core import config as C
 from indprior.core.trainer import CHECKPOINT, Trainer, TrainingError, load_checkpoint, read_log
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import make_synthetic_cub
 from indprior.redo import (
     ReDO,
     ReDOBatches,

@@ -25,10 +25,10 @@ from indprior.data import (
     ImageCrops,
     load_image,
     load_label_map,
+    make_synthetic_cub,
     resolve_dataset,
     save_png_atomic,
 )
-from indprior.data.synth import make_synthetic_cub
 from indprior.redo import ReDOConfig
 from indprior.task1 import Task1Config
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from indprior.core import config as C
-from indprior.data import CubDataset
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import CubDataset, make_synthetic_cub
 from indprior.data.windows import prepare_windows
 from indprior.models import SegmentingProvider
 from indprior.task1 import Task1Config, full_masks, run_task1

@@ -9,8 +9,7 @@ from variants import step_and_check_variant
 from indprior.core import config as C
 from indprior.core.runtime import cpu_has_bf16
 from indprior.core.trainer import Trainer, load_checkpoint
-from indprior.data import CubDataset, resolve_dataset
-from indprior.data.synth import make_synthetic_cub
+from indprior.data import CubDataset, make_synthetic_cub, resolve_dataset
 from indprior.data.windows import paste_mask, prepare_windows, window_rect
 from indprior.task1 import IndependencePriorTask1, Task1Batches, Task1Config, background_bank, run_task1
 

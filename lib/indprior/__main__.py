@@ -2,9 +2,12 @@
 
     python -m indprior train --task task1 --profile cpu --dataset synthetic --out runs/t1 [--set steps=500]
     python -m indprior train --task hoc --profile cpu --image photo.jpg --out runs/hoc
+    python -m indprior segment --run runs/t1 --images photos/ --boxes boxes.json --out masks/
+    python -m indprior segment --run runs/hoc --image other.jpg --out runs/hoc_other
     torchrun --nproc_per_node 4 -m indprior train --task task1 --profile paper --dataset cub:/data/CUB --out runs/t1
 
-Under torchrun task 1 trains data-parallel (core/dist.py); rank 0 writes every file. Prints the metrics as JSON.
+Under torchrun task 1 trains data-parallel (core/dist.py); rank 0 writes every file. Prints the metrics as JSON;
+a run whose metrics say "status": "failed" exits with status 1 and says why.
 """
 from __future__ import annotations
 
@@ -30,6 +33,38 @@ def _train_parser(sub: Any) -> None:
     ap.add_argument("--no-progress", action="store_true")
 
 
+def _segment_parser(sub: Any) -> None:
+    ap = sub.add_parser("segment", help="apply a finished run to new photos (task 1: boxes; hoc: one photo)")
+    ap.add_argument("--run", required=True, help="a run folder written by `train`")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--images", default=None, help="task 1: the folder the box file's image paths are relative to")
+    ap.add_argument("--boxes", default=None, help="task 1: boxes as COCO JSON (bbox [x, y, w, h]) or CSV file,x,y,w,h")
+    ap.add_argument("--category", default=None, help="task 1: the COCO category (name or id) when the file has several")
+    ap.add_argument("--stage", default="last", help="task 1: last | gan | gan_grabcut | self_trained | self_trained_grabcut")
+    ap.add_argument("--image", default=None, help="hoc: the photo to segment")
+    ap.add_argument("--same-scale", action="store_true", help="hoc: keep the run's rescale (same magnification)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def segment(args: argparse.Namespace, ap: argparse.ArgumentParser) -> dict[str, Any]:
+    """Apply the run in `args.run` to new data; the kind of run decides which arguments it needs."""
+    from pathlib import Path
+    run = Path(args.run)
+    if (run / "run.json").is_file():  # a HOC run
+        if args.image is None:
+            ap.error(f"--run {run} is a HOC run: give --image PHOTO")
+        from .hoc import segment_with_run
+        return segment_with_run(run, args.image, args.out, same_scale=args.same_scale, device=args.device)
+    if (run / "checkpoint.pt").is_file():
+        if args.images is None or args.boxes is None:
+            ap.error(f"--run {run} is a task-1 run: give --images DIR and --boxes FILE")
+        from .task1 import segment_boxes
+        return segment_boxes(run, args.images, args.boxes, args.out, category=args.category, stage=args.stage,
+                             device=args.device, progress=not args.no_progress)
+    ap.error(f"--run {run}: neither a task-1 run (checkpoint.pt) nor a HOC run (run.json)")
+
+
 def train(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run the experiment `args.task` names; returns its metrics."""
     common = dict(resume=not args.no_resume, progress=not args.no_progress)
@@ -53,7 +88,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m indprior", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
     _train_parser(sub)
+    _segment_parser(sub)
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "segment":
+        return _finish(segment(args, ap))
     try:
         overrides = C.parse_overrides(args.set)
     except C.ConfigError as err:
@@ -61,10 +99,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dist.init_from_env()
     main_rank = dist.is_main()  # run_task1 leaves the process group when its training is done
     metrics = train(args, overrides)
-    if main_rank:
-        print(json.dumps(metrics, indent=2))
     dist.leave()  # a no-op where the task already left
-    return metrics
+    return _finish(metrics) if main_rank else metrics
+
+
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    """Print the result as JSON; a run whose status is 'failed' exits with status 1 after saying why."""
+    print(json.dumps(result, indent=2))
+    if result.get("status") == "failed":
+        print(f"FAILED: {result.get('reason')}\nadvice: {result.get('advice')}", file=sys.stderr)
+        raise SystemExit(1)
+    return result
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from .core import config as C
 from .core.files import atomic_write_text, write_json
 from .core.runtime import resolve_device
 from .core.trainer import CHECKPOINT, load_checkpoint
-from .data.cub import CubDataset, resolve_dataset
+from .data.cub import CubDataset
+from .data.datasets import open_dataset
 from .data.images import load_label_map, save_png_atomic
 from .data.windows import mask_file, prepare_windows
 from .metrics import foreground_summary, instance_scores
@@ -60,7 +61,7 @@ def grabcut_run(dataset_spec: str, out_dir: str | Path, cache_dir: str | Path = 
                 resume: bool = True, progress: bool = True) -> dict[str, Any]:
     """GrabCut initialised with each test box (+ the whole-box mask): masks/ and metrics.json in out_dir."""
     out_dir = Path(out_dir)
-    ds = CubDataset(resolve_dataset(dataset_spec, cache_dir), "test")
+    ds = open_dataset(dataset_spec, "test", cache_dir)
     done = out_dir / "metrics.json"
     if resume and done.is_file():
         old = json.loads(done.read_text())
@@ -98,7 +99,7 @@ def reusable_run(run_dir: str | Path, profile: str, dataset: str | None = None,
 
 
 def _test_windows(dataset: str, cache_dir: str | Path, size: int, scale: float) -> tuple[CubDataset, Any]:
-    ds = CubDataset(resolve_dataset(dataset, cache_dir), "test")
+    ds = open_dataset(dataset, "test", cache_dir)
     return ds, prepare_windows(ds, size, scale, keep_gt=False, progress=False)
 
 

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
 from . import task1
-from .data.cub import CubDataset, resolve_dataset
+from .data.cub import CubDataset
+from .data.datasets import open_dataset
 from .data.images import load_image, load_label_map
 from .data.windows import PastedMasks, WindowSet, prepare_windows
 from .metrics import mask_iou
@@ -135,7 +136,7 @@ def load_task1(run_dir: str | Path, *, device: str = "cpu", cache_dir: str | Pat
     key = (str(run_dir.resolve()), ckpt.stat().st_mtime_ns, device, dataset, str(Path(cache_dir).resolve()))
     if key not in _CACHE:
         cfg, method = task1.load_run(run_dir, device)
-        test = CubDataset(resolve_dataset(dataset or cfg.dataset, cache_dir), "test")
+        test = open_dataset(dataset or cfg.dataset, "test", cache_dir)
         ws = prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
         masks = task1.full_masks(method.ema.module, ws, torch.device(device))
         run = Task1Run(run_dir, test, masks, np.full(len(ws), np.nan))

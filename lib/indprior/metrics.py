@@ -192,11 +192,13 @@ def instance_scores(pred: np.ndarray, gt: np.ndarray,
         missed and extra instances (the counts show those); 0.0 when there is no such pair.
       * "miou_gt": the same sum divided by the number of GT instances (misses count as 0).
       * "count_pred", "count_gt": numbers of non-zero labels.
-    With no instance in either map every AP_t is 1.0 and both mIoUs are 1.0.
+      * "f1": F1 at IoU 0.5, 2 TP / (2 TP + FP + FN), with TP counted as for AP_0.5.
+    With no instance in either map every AP_t, F1 and both mIoUs are 1.0.
     """
     iou, pairs = match_instances(pred, gt)
     n_pred, n_gt = iou.shape
     per_t: dict[float, float] = {}
+    tp50 = _matches_at(iou, 0.5) if iou.size else 0
     for t in thresholds:
         tp = _matches_at(iou, float(t)) if iou.size else 0
         denom = n_pred + n_gt - tp  # TP + FP + FN
@@ -211,4 +213,5 @@ def instance_scores(pred: np.ndarray, gt: np.ndarray,
         "miou_gt": 1.0 if empty else (float(np.sum(matched)) / n_gt if n_gt else 0.0),
         "count_pred": int(n_pred),
         "count_gt": int(n_gt),
+        "f1": 1.0 if n_pred + n_gt == 0 else 2 * tp50 / (n_pred + n_gt),
     }

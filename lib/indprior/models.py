@@ -177,6 +177,19 @@ def compose(background: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Ten
     return image, torch.stack(visible[::-1], 1)  # b 3 H W, b k 1 H W
 
 
+def compose_stacked(background: torch.Tensor, A: torch.Tensor, M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`compose` for stacked layers, without a Python loop: A b k 3 H W, M b k 1 H W (first = deepest).
+
+    visible_k = M_k * prod_{j > k} (1 - M_j) (a reverse cumulative product) and I = B * prod_j (1 - M_j) +
+    sum_k visible_k * A_k: the same image as alpha-over in depth order, in a handful of batched ops."""
+    assert A.dim() == 5 and M.shape == (A.shape[0], A.shape[1], 1, *A.shape[3:]), "layer shape mismatch"
+    keep = 1 - M  # b k 1 H W
+    after = torch.cat([keep[:, 1:].flip(1).cumprod(1).flip(1), torch.ones_like(keep[:, :1])], 1)  # prod_{j > k}
+    visible = M * after
+    image = background * (keep[:, 0] * after[:, 0]) + (visible * A).sum(1)  # b 3 H W
+    return image, visible
+
+
 def label_map(visible: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """... k 1 h w visible masks (from `compose`) -> ... h w labels: 1 + argmax where the best mask > threshold, else 0.
     The exact instance label map of a composite."""

@@ -2,7 +2,10 @@
 
     images      load_image / load_label_map (any PNG/JPEG, grey, 16-bit), checks, conversions, ImageCrops (HOC)
     cub         CubDataset (CUB-200-2011 layout), resolve_dataset('synthetic[:seed]' | 'cub:<root>')
-    synth       the synthetic kite set in the CUB layout;  synth_hoc: synthetic cluster images
+    synth       synthetic kites; synth_birds: part-structured birds; synth_cub: either in the CUB layout
+    synth_hoc   a synthetic cluster image;  suite/: the HOC development suite (kinds of cluster photo)
+    boxes, coco box files (COCO JSON, CSV) in, masks (PNG, COCO RLE) out;  coco_boxes: COCO as a training set
+    datasets    open_dataset(spec, split): any dataset spec -> samples
     windows     box windows of a split and masks pasted back into images (task 1, ReDO)
 """
 from .cub import CubDataset, Sample, clip_box, resolve_dataset
@@ -19,7 +22,7 @@ from .images import (
                      to_float,
                      to_uint8,
 )
-from .synth import make_synthetic_cub
+from .synth_cub import make_synthetic_cub
 from .synth_hoc import make_synthetic_hoc
 from .windows import PastedMasks, WindowSet, mask_file, paste_mask, prepare_windows, save_masks, window_rect
 

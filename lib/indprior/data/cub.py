@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .images import DataError, load_image
-from .synth import make_synthetic_cub
+from .synth_cub import make_synthetic_cub
 
 SPLITS = ("train", "test", "all")
 SYNTHETIC_VERSION = "synthetic_v1"
@@ -163,19 +163,22 @@ def clip_box(box: tuple[float, float, float, float], shape: tuple[int, int],
 
 def resolve_dataset(spec: str, cache_dir: str | Path = ".cache/data",
                     synth_kwargs: dict[str, Any] | None = None) -> Path:
-    """Turn a dataset spec into a CUB-layout root: 'synthetic', 'synthetic:<seed>' or 'cub:<root>'.
+    """Turn a dataset spec into a CUB-layout root: 'synthetic[:<seed>]' (kites), 'birds[:<seed>]' (the
+    part-structured birds) or 'cub:<root>'.
 
-    'synthetic:<seed>' is another draw of the same synthetic set: hyper-parameters were tuned on
-    'synthetic' (seed 0), so results are reported on a seed never looked at while tuning.
+    '<set>:<seed>' is another draw of the same synthetic set: choices are made on some draws (and on a
+    validation split of their train images) and results reported on draws never looked at while choosing.
 
     'synthetic' is generated once into cache_dir/synthetic_v1 (a temp folder renamed into place,
     so a killed generation never leaves half a dataset). Non-default `synth_kwargs` (passed to
-    synth.make_synthetic_cub) get their own folder, suffixed by a hash of the arguments.
+    synth_cub.make_synthetic_cub) get their own folder, suffixed by a hash of the arguments.
     """
+    if spec == "birds" or spec.startswith("birds:"):
+        return resolve_dataset("synthetic" + spec[len("birds"):], cache_dir, {**(synth_kwargs or {}), "category": "bird"})
     if spec.startswith("synthetic:"):
         seed = spec.split(":", 1)[1].strip()
         if not seed.isdigit():
-            raise DataError(f"dataset spec {spec!r}: expected 'synthetic:<non-negative integer seed>'")
+            raise DataError(f"dataset spec {spec!r}: expected '<synthetic|birds>:<non-negative integer seed>'")
         return resolve_dataset("synthetic", cache_dir, {**(synth_kwargs or {}), "seed": int(seed)})
     if spec == "synthetic":
         kwargs = dict(synth_kwargs or {})
@@ -204,4 +207,5 @@ def resolve_dataset(spec: str, cache_dir: str | Path = ".cache/data",
         if not (root / "images.txt").is_file():
             raise DataError(f"{root}: not a CUB-200-2011 folder (expected {root / 'images.txt'})")
         return root
-    raise DataError(f"dataset spec {spec!r} not understood (expected 'synthetic', 'synthetic:<seed>' or 'cub:<root>')")
+    raise DataError(f"dataset spec {spec!r} not understood (expected 'synthetic', 'synthetic:<seed>', 'birds', "
+                    "'birds:<seed>', 'cub:<root>' or 'coco:<images_dir>:<annotations.json>')")

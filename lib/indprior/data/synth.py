@@ -11,14 +11,10 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
 import skimage.data
-from PIL import Image
-
-from ..core.files import save_png_atomic
 
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera",
            "coins", "moon", "text", "clock", "immunohistochemistry")
@@ -218,36 +214,3 @@ def make_kite_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.8))
     img = img + rng.normal(0, rng.uniform(1.5, 5.0), img.shape)
     return np.clip(img, 0, 255).round().astype(np.uint8), union
-
-
-def make_synthetic_cub(root: str | Path, n_images: int = 240, n_test: int = 60, image_size: int = 160,
-                       seed: int = 0) -> Path:
-    """Write a one-category CUB-200-2011 layout (images, boxes, split, 0/255 segmentations) to root.
-
-    The box is the tight bounding box of the object mask. Test images are a seeded random subset.
-    Files are overwritten; use data.resolve_dataset for an atomic, cached copy.
-    """
-    if n_images < 1 or not 0 <= n_test <= n_images:
-        raise ValueError(f"n_images={n_images}, n_test={n_test}: expected n_images >= 1 and 0 <= n_test <= n_images")
-    if image_size < 32:
-        raise ValueError(f"image_size={image_size}: expected at least 32 pixels")
-    root = Path(root)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    test = set(np.random.default_rng([seed, 1 << 20]).permutation(n_images)[:n_test].tolist())
-    names, boxes, split = [], [], []
-    for i in range(n_images):
-        img, mask = make_kite_image(np.random.default_rng([seed, i]), image_size)
-        rel = f"001.Kite/kite_{i + 1:04d}"
-        (root / "images" / "001.Kite").mkdir(exist_ok=True)
-        Image.fromarray(img).save(root / "images" / f"{rel}.jpg", format="JPEG", quality=95)
-        save_png_atomic(root / "segmentations" / f"{rel}.png", mask)
-        ys, xs = np.nonzero(mask)
-        x, y, w, h = xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1
-        names.append(f"{i + 1} {rel}.jpg")
-        boxes.append(f"{i + 1} {x:.1f} {y:.1f} {w:.1f} {h:.1f}")
-        split.append(f"{i + 1} {0 if i in test else 1}")
-    index = {"images.txt": names, "bounding_boxes.txt": boxes, "train_test_split.txt": split,
-             "classes.txt": ["1 001.Kite"], "image_class_labels.txt": [f"{i + 1} 1" for i in range(n_images)]}
-    for fname, lines in index.items():
-        (root / fname).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root

@@ -17,13 +17,16 @@ class HOCConfig:
     """Task 2: a GAN on crops of one photo, then an instance segmenter on its composites."""
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
-        {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every"})
+        {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
+         "amp_cpu"})
 
     profile: str = "cpu"
     seed: int = 0
     device: str = "auto"
     instance_size: float | None = None  # typical diameter in input pixels; None = estimate_instance_size
-    crop: int = 48  # GAN crop side
+    provider: str = "copypaste"  # "copypaste": masks of real cut-outs (copypaste.py); "generative": the paper's
+    # generative providers G(z) -> (RGB, mask) over a coarse generated background (method.py)
+    crop: int = 48  # GAN crop side (copypaste: grown to 1.6 object lengths for elongated objects)
     crop_instances: float = 2.5  # crop side in instance diameters: sets the rescale factor
     n_providers: int = 8  # K: the most instances per crop
     provider_size: int = 24
@@ -40,9 +43,18 @@ class HOCConfig:
     lambda_area: float = 1.0
     lambda_bin: float = 0.5  # binarisation: soft masks draw unlabelled "ghosts"
     lambda_div: float = 0.02  # mode-seeking diversity term (Mao et al. 2019); 0 = off
+    window_extent: float = 1.4  # copypaste: cut-out window side in object lengths
+    max_objects: int = 24  # copypaste: places per composite at most (a dense crop's layout is cut there)
+    mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
+    mask_levels: int = 3
+    area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
+    lambda_edge: float = 5.0  # copypaste: edge-aware smoothness of the masks (losses.edge_aware_smoothness)
+    edge_sigma: float = 0.15
+    amp: bool = True  # copypaste: bf16 autocast on CUDA
+    amp_cpu: bool = True  # copypaste: bf16 autocast on CPUs with native bf16 (others stay fp32)
     diffaug: str = "translation,cutout"
     d_base: int = 16
-    gan_steps: int = 1500
+    gan_steps: int = 800
     batch_size: int = 16
     lr_g: float = 2e-4
     lr_d: float = 1e-4  # the critic learns slower than the generator: at 2e-4 it won outright
@@ -58,15 +70,25 @@ class HOCConfig:
     log_every: int = 50
     ckpt_every: int = 500
     sample_every: int = 500
+    # a GAN that collapsed (masks empty or everywhere, or the critic far ahead for collapse_patience steps,
+    # checked every collapse_check_every steps up to collapse_until) restarts from seed + 1000 k
+    collapse_patience: int = 300
+    collapse_check_every: int = 250
+    collapse_until: int = 1000
+    max_restarts: int = 2
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         C.check_fields(self, at_least_1=("crop", "n_providers", "provider_size", "provider_base", "z_dim", "bg_res",
                                          "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base",
-                                         "seg_levels", "tile", "log_every"),
+                                         "seg_levels", "tile", "log_every", "max_objects", "mask_base",
+                                         "mask_levels"),
                        non_negative=("area_eta", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
-                                     "border", "ckpt_every", "sample_every"),
-                       unit=("ema_decay", "min_visible"), positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr"))
+                                     "border", "ckpt_every", "sample_every", "area_min", "lambda_edge", "collapse_patience",
+                                     "collapse_check_every", "collapse_until", "max_restarts"),
+                       unit=("ema_decay", "min_visible"),
+                       positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma"))
+        C.check_choice(self, "provider", ("copypaste", "generative"))
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
@@ -76,8 +98,10 @@ class HOCConfig:
 C.register_profiles(HOCConfig, {
     "smoke": dict(crop=32, n_providers=4, provider_size=16, provider_base=16, z_dim=8, d_base=8, gan_steps=4,
                   batch_size=4, seg_steps=4, seg_batch=4, seg_base=8, seg_levels=2, log_every=2, ckpt_every=4,
-                  sample_every=4, tile=64),
+                  sample_every=4, tile=64, mask_base=8, mask_levels=2, max_objects=8, collapse_patience=2,
+                  collapse_check_every=2, collapse_until=0),
     "cpu": dict(),
     "paper": dict(crop=64, provider_size=32, provider_base=64, d_base=64, gan_steps=20000, batch_size=64,
-                  seg_steps=10000, seg_batch=32, seg_base=32, log_every=100, ckpt_every=2000, sample_every=2000),
+                  seg_steps=10000, seg_batch=32, seg_base=32, log_every=100, ckpt_every=2000, sample_every=2000,
+                  mask_base=32, mask_levels=4, collapse_patience=2000, collapse_check_every=1000, collapse_until=10000),
 })

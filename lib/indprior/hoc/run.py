@@ -1,17 +1,18 @@
-"""Task 2 end to end on ONE photo: scale -> GAN on its crops -> segmenter on the GAN's composites -> instances.
+"""Task 2 end to end on ONE photo: scale -> GAN -> segmenter on the GAN's composites -> instances, with a status.
 
 `run_hoc` is a sequence of named stages (`measure_scale`, `train_gan`, `train_segmenter_on_composites`,
 `segment_photo`), each resumable from the files it leaves in `out_dir`. Outputs: instances.png (uint16, the
-photo's size, 0 = background), overlay.png, metrics.json (written last: it marks complete outputs),
-segmenter.pt, segmenter_log.jsonl and gan/ (checkpoint, log, samples). The Otsu + watershed baseline runs on
-the same photo at its original size and sits beside the method in metrics.json.
+photo's size, 0 = background), overlay.png, image.png (the photo), run.json (what `segment` needs to apply the
+run to other photos), segmenter.pt, segmenter_log.jsonl, gan/ (checkpoint, log, samples) and metrics.json,
+written last, whose "status" says "ok" or "failed" with the reason and advice. A failed run leaves no
+instances.png: an empty label map is never presented as a result.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,47 +20,146 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from scipy import ndimage as ndi
-from skimage.segmentation import relabel_sequential
 
-from ..baselines import otsu_watershed
 from ..core import config as C
 from ..core.files import atomic_write_bytes, prepare_out_dir, write_json, write_jsonl
+from ..core.restarts import fit_with_restarts, sustained
 from ..core.runtime import resolve_device, seed_everything
-from ..core.trainer import Trainer
+from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
-from ..metrics import instance_scores
 from ..viz import overlay_instances
 from .config import HOCConfig
+from .copypaste import CopyPasteGAN, composite_sampler, object_fraction
+from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
-from .scale import cluster_stats
-from .siseg import InstanceSegmenter, predict_instances, train_segmenter
+from .outputs import Failed, appearance_match, finish, write_instances
+from .scale import PhotoStats, photo_stats
+from .segment import (
+    segment_photo,
+    segment_rescaled,  # noqa: F401 - re-exported: notebooks call hoc.segment_rescaled
+)
+from .siseg import InstanceSegmenter, train_segmenter
 
 
-# ----------------------------------------------------------------------------- post-processing
-def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
-    """Background enclosed by one instance joins it: instances are compact, and the segmenter's
-    foreground head misses dark details inside bright objects (coin reliefs)."""
-    out = labels.copy()
-    for k, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is not None:
-            region = out[sl]
-            region[ndi.binary_fill_holes(region == k) & (region == 0)] = k
-    return out
+def _round8(x: float) -> int:
+    return max(8, int(math.ceil(x / 8)) * 8)
 
 
-def upsample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Label map to (h, w) with smooth borders: each instance's mask is resized bilinearly and the
-    highest one above 0.5 wins (nearest-neighbour resizing leaves 1/rescale-pixel staircases)."""
-    h, w = size
-    if labels.max() == 0 or int(labels.max()) * h * w > 5e8:  # too many instances x pixels: nearest
-        return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
-    best, out = np.full((h, w), 0.5, np.float32), np.zeros((h, w), labels.dtype)
-    for k in np.unique(labels[labels > 0]):
-        p = cv2.resize((labels == k).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        win = p > best
-        out[win], best[win] = k, p[win]
-    return out
+@dataclass
+class Scale:
+    """How run_hoc sees a photo: its statistics, the instance size used (given or estimated, input px), the
+    rescale factor (one crop spans `crop_instances` sizes), the crops of the rescaled photo, and the copy-paste
+    geometry in rescaled px: crop side, cut-out window side, object width and length."""
+
+    stats: PhotoStats
+    size: float
+    rescale: float
+    crops: ImageCrops
+    crop: int
+    window: int
+    width: float
+    length: float
+
+
+def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
+    """The photo's `Scale`. DataError when no objects stand out, or when the rescaled photo is smaller than a crop."""
+    stats = photo_stats(img)
+    size = float(cfg.instance_size or stats.diameter)
+    rescale = cfg.crop / cfg.crop_instances / size
+    k = size / stats.diameter  # a given instance_size rescales the measured width and length alike
+    width, length = stats.width * k * rescale, stats.length * k * rescale
+    crop = cfg.crop if cfg.provider == "generative" else _round8(max(cfg.crop, 1.6 * length))
+    window = _round8(cfg.window_extent * length)
+    return Scale(stats, size, rescale, ImageCrops(img, crop, rescale), crop, window, width, length)
+
+
+def _fg_rescaled(sc: Scale) -> np.ndarray:
+    h, w = sc.crops.image.shape[:2]
+    return cv2.resize(sc.stats.fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def collapse_reason(cfg: HOCConfig, history: list[dict[str, Any]]) -> str | None:
+    """Masks empty or everywhere, or the critic far ahead, for collapse_patience steps."""
+    p = cfg.collapse_patience
+    key, low, high = (("mask/area_of_object", 0.2, 4.0) if cfg.provider == "copypaste" else ("mask/area", 0.01, 0.9))
+    if sustained(history, key, p, lambda v: v < low):
+        return f"masks nearly empty ({key} < {low}) for {p} steps"
+    if sustained(history, key, p, lambda v: v > high):
+        return f"masks cover everything ({key} > {high}) for {p} steps"
+    if sustained(history, "loss/D", p, lambda v: v < 0.1):
+        return f"critic far ahead (hinge loss < 0.1) for {p} steps"
+    return None
+
+
+def _samples(batches: CompositeBatches):
+    """sample_fn for the Trainer: 8 real crops, 8 composites, their label outlines (gan/samples_<step>.png)."""
+    def save(gan: CopyPasteGAN, step: int, folder: Path) -> None:
+        batch = {k: v[:8] for k, v in batches(10**8 + step).items()}
+        out = gan.generate(batch)
+        real = [to_uint8(x) for x in batch["real"].cpu()]
+        fake = [to_uint8(x) for x in out["image"].cpu()]
+        tiles = [overlay_instances(f, lab, alpha=0.0) for f, lab in zip(fake, out["labels"].cpu().numpy())]
+        rows = [np.concatenate(r, 1) for r in (real, fake, tiles)]
+        save_png_atomic(folder / f"samples_{step:06d}.png", np.concatenate(rows))
+    return save
+
+
+def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path, device: torch.device,
+              resume: bool, progress: bool) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, a sampler of
+    labelled composites for the segmenter, collapse events)."""
+    common = dict(seed=cfg.seed, collapse_reason=lambda h: collapse_reason(cfg, h),
+                  check_every=cfg.collapse_check_every, check_until=cfg.collapse_until,
+                  max_restarts=cfg.max_restarts, resume=resume, name="HOC GAN", log_every=cfg.log_every,
+                  ckpt_every=cfg.ckpt_every, progress=progress, may_change=HOCConfig.RESUME_MAY_CHANGE)
+    if cfg.provider == "generative":
+        def batches(step: int) -> torch.Tensor:  # seeded by step: a resumed run sees the same crops
+            return torch.from_numpy(sc.crops.sample(cfg.batch_size, np.random.default_rng([cfg.seed, step]))).to(device)
+        gan, events = fit_with_restarts(lambda s: HOCGAN(cfg, device, fg_frac=sc.stats.fg_frac), out_dir / "gan",
+                                        run_cfg, batches, cfg.gan_steps, **common)
+        return gan, composite_batches(gan, cfg.seg_batch), events
+    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.window, sc.crop, device)
+    frac = object_fraction(sc.width, sc.length, sc.window)
+    batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
+    gan, events = fit_with_restarts(lambda s: CopyPasteGAN(cfg, scene, frac, device), out_dir / "gan", run_cfg,
+                                    batches, cfg.gan_steps, sample_fn=_samples(batches), sample_every=cfg.sample_every,
+                                    **common)
+    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device)
+    return gan, composite_sampler(gan, seg_batches, cfg.min_visible), events
+
+
+def train_segmenter_on_composites(cfg: HOCConfig, sampler: Any, gan_step: Any, out_dir: Path,
+                                  device: torch.device, resume: bool, progress: bool) -> InstanceSegmenter:
+    """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt); a saved one is
+    reused only when it was made from this very generator and architecture."""
+    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+    seg_path = out_dir / "segmenter.pt"
+    made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels}
+    saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
+    if saved is not None and saved.get("made_from") == made_from:
+        seg.load_state_dict(saved["state"])
+        return seg
+    torch.manual_seed(cfg.seed)
+    hist = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress)
+    atomic_write_bytes(seg_path, lambda f: torch.save({"state": seg.state_dict(), "made_from": made_from}, f))
+    write_jsonl(out_dir / "segmenter_log.jsonl", hist)
+    return seg
+
+
+def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A finished run's trained copy-paste GAN, for figures: {"cfg", "scale", "scene", "gan", "batches", "step"}."""
+    from ..core.trainer import CHECKPOINT, load_checkpoint
+    info = json.loads((Path(out_dir) / "run.json").read_text())
+    cfg = C.from_dict(HOCConfig, info["config"])
+    if cfg.provider != "copypaste":
+        raise ValueError(f"{out_dir}: provider={cfg.provider!r}; rebuild_gan shows the copy-paste GAN")
+    device = torch.device(device)
+    sc = measure_scale(cfg, img)
+    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.window, sc.crop, device)
+    gan = CopyPasteGAN(cfg, scene, object_fraction(sc.width, sc.length, sc.window), device)
+    state = load_checkpoint(Path(out_dir) / "gan" / CHECKPOINT, gan, map_location=device)
+    batches = CompositeBatches(scene, 8, cfg.max_objects, cfg.seed + 2, device)
+    return {"cfg": cfg, "scale": sc, "scene": scene, "gan": gan, "batches": batches, "step": state["step"]}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -81,116 +181,41 @@ def _gt(gt: str | Path | np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
     return arr.astype(np.uint16)
 
 
-def _scores(pred: np.ndarray, gt: np.ndarray | None, seconds: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"count_pred": int(len(np.unique(pred[pred > 0]))), "seconds": round(seconds, 1)}
-    if gt is not None:
-        s = instance_scores(pred, gt)
-        row.update({k: s[k] for k in ("count_gt", "ap50", "ap", "miou_matched")})
-    return row
-
-
-# ----------------------------------------------------------------------------- stages
-@dataclass
-class Scale:
-    """How run_hoc sees a photo: its cluster statistics, the instance size used (given or estimated, input px),
-    the rescale factor (one crop spans `crop_instances` sizes) and the crops of the rescaled photo."""
-
-    stats: dict[str, float]
-    size: float
-    rescale: float
-    crops: ImageCrops
-
-
-def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
-    """The photo's `Scale`. DataError when the rescaled photo is smaller than a crop."""
-    stats = cluster_stats(img)
-    size = float(cfg.instance_size or stats["diameter"])
-    rescale = cfg.crop / cfg.crop_instances / size
-    return Scale(stats, size, rescale, ImageCrops(img, cfg.crop, rescale))
-
-
-def _sampler(gan: HOCGAN) -> Callable[[int, Path], None]:
-    def save(step: int, out_dir: Path) -> None:  # 8 composites; below them, their label outlines
-        out = gan.generate(8)
-        ims = [to_uint8(im) for im in out["image"].cpu()]
-        labs = out["labels"].cpu().numpy()
-        tiles = [overlay_instances(im, lab, alpha=0.0) for im, lab in zip(ims, labs)]
-        grid = np.concatenate([np.concatenate(ims, 1), np.concatenate(tiles, 1)])  # 2s 8s 3
-        save_png_atomic(out_dir / f"samples_{step:06d}.png", grid)
-    return save
-
-
-def train_gan(cfg: HOCConfig, crops: ImageCrops, stats: dict[str, float], run_cfg: dict[str, Any], out_dir: Path,
-              device: torch.device, resume: bool, progress: bool) -> tuple[HOCGAN, int]:
-    """The GAN on crops of the photo, in out_dir/gan (resumed from its checkpoint). Returns it and its step."""
-    gan = HOCGAN(cfg, device, fg_frac=stats["fg_frac"])
-
-    def batches(step: int) -> torch.Tensor:  # seeded by step: a resumed run sees the same crops
-        return torch.from_numpy(crops.sample(cfg.batch_size, np.random.default_rng([cfg.seed, step]))).to(device)
-
-    trainer = Trainer(gan, out_dir / "gan", run_cfg, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                      sample_every=cfg.sample_every, sample_fn=_sampler(gan), progress=progress,
-                      may_change=HOCConfig.RESUME_MAY_CHANGE)
-    trainer.fit(batches, cfg.gan_steps, resume=resume)
-    fg_gen = float((gan.generate(64)["labels"] > 0).float().mean())
-    if cfg.gan_steps >= 200 and fg_gen < 0.05:  # a few smoke steps draw nothing yet, by design
-        warnings.warn(f"HOC generator draws almost no instances (foreground {fg_gen:.3f}): mask collapse; "
-                      "try another seed", RuntimeWarning, stacklevel=2)
-    return gan, trainer.step
-
-
-def train_segmenter_on_composites(cfg: HOCConfig, gan: HOCGAN, gan_step: int, out_dir: Path, device: torch.device,
-                                  resume: bool, progress: bool) -> InstanceSegmenter:
-    """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt); a saved one is
-    reused only when it was made from this very generator step and architecture."""
-    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
-    seg_path = out_dir / "segmenter.pt"
-    made_from = {"gan_step": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels}
-    saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
-    if saved is not None and saved.get("made_from") == made_from:
-        seg.load_state_dict(saved["state"])
-        return seg
-    torch.manual_seed(cfg.seed)
-    hist = train_segmenter(seg, composite_batches(gan, cfg.seg_batch), cfg.seg_steps, cfg.seg_batch,
-                           cfg.seg_lr, device, progress)
-    atomic_write_bytes(seg_path, lambda f: torch.save({"state": seg.state_dict(), "made_from": made_from}, f))
-    write_jsonl(out_dir / "segmenter_log.jsonl", hist)
-    return seg
-
-
-def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu"):
-    """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps)."""
-    d_px = cfg.crop / cfg.crop_instances  # instance diameter in rescaled px
-    return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                             min_size=max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2)),
-                             bandwidth=max(1.5, d_px / 10))
-
-
-def segment_photo(seg: InstanceSegmenter, crops: ImageCrops, cfg: HOCConfig, shape: tuple[int, int],
-                  device: torch.device) -> np.ndarray:
-    """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
-    small, _ = segment_rescaled(seg, crops.image, cfg, device)
-    return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
-
-
-def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
-    """The instance segmenter run_hoc trained (out_dir/segmenter.pt)."""
-    path = Path(out_dir) / "segmenter.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run hoc.run_hoc into {out_dir} first")
-    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
-    seg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
-    return seg
-
-
 # ----------------------------------------------------------------------------- the whole experiment
+def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch.device, resume: bool,
+                       progress: bool, facts: dict[str, Any]) -> np.ndarray:
+    """Every stage after the inputs; `facts` collects what metrics.json reports. Raises Failed with advice."""
+    try:
+        sc = measure_scale(cfg, img)
+    except DataError as err:
+        raise Failed(str(err), "check that the photo shows many objects on a background; pass instance_size "
+                               "(typical object diameter in px) if the objects are tiny") from err
+    facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
+                 length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale)
+    run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
+    write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
+                                      "crop": sc.crop, "window": sc.window})
+    t0 = time.perf_counter()
+    try:
+        gan, sampler, events = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
+    except TrainingError as err:
+        raise Failed(str(err), "try another seed (--set seed=1) or pass instance_size") from err
+    facts.update(gan_seconds=round(time.perf_counter() - t0, 1), restarts=len(events), collapses=events)
+    seg = train_segmenter_on_composites(cfg, sampler, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
+                                        resume, progress)
+    if cfg.provider == "copypaste":
+        facts["appearance_match"] = appearance_match(sampler, img, sc.stats.fg)
+    return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device)
+
+
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
             gt_instances: str | Path | np.ndarray | None = None, *, resume: bool = True,
             progress: bool = True) -> dict[str, Any]:
-    """GAN on crops of ONE image -> segmenter on its composites -> instances.png / overlay.png / metrics.json.
+    """GAN on crops of ONE photo -> segmenter on its composites -> instances.png / overlay.png / metrics.json.
 
-    The GT (optional) is read first, so a bad file fails before any training; it is used for the metrics
-    only. The watershed baseline runs on the same image at its original size.
+    Returns the metrics; "status" is "ok" or "failed" (then "reason" and "advice" say why and what to try, a
+    RuntimeWarning is raised and no instances.png is left). The GT (optional) is read first, so a bad file fails
+    before any training; it is used for the metrics only. The Otsu + watershed baseline runs on the same photo.
     """
     t0 = time.perf_counter()
     out_dir = prepare_out_dir(out_dir)
@@ -198,24 +223,21 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     seed_everything(cfg.seed)
     img = _photo(image)
     gt = _gt(gt_instances, img.shape[:2])
-    sc = measure_scale(cfg, img)
-    run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
-    gan, gan_step = train_gan(cfg, sc.crops, sc.stats, run_cfg, out_dir, device, resume, progress)
-    t_gan = time.perf_counter() - t0
-    seg = train_segmenter_on_composites(cfg, gan, gan_step, out_dir, device, resume, progress)
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
-    labels = segment_photo(seg, sc.crops, cfg, img.shape[:2], device)
-    save_png_atomic(out_dir / "instances.png", labels)
-    save_png_atomic(out_dir / "overlay.png", overlay_instances(img, labels, alpha=0.45))
-    seconds = time.perf_counter() - t0
-    tb = time.perf_counter()
-    base = otsu_watershed(img)
-    metrics: dict[str, Any] = {"task": "hoc", **_scores(labels, gt, seconds), "instance_size": sc.size,
-                               "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else None,
-                               "gt": str(Path(gt_instances).resolve()) if isinstance(gt_instances, (str, Path)) else None,
-                               "instance_size_estimated": sc.stats["diameter"], "rescale": sc.rescale,
-                               "profile": cfg.profile, "device": str(device), "gan_steps": cfg.gan_steps,
-                               "seg_steps": cfg.seg_steps, "gan_seconds": round(t_gan, 1),
-                               "baseline_watershed": _scores(base, gt, time.perf_counter() - tb)}
+    save_png_atomic(out_dir / "image.png", img)
+    facts: dict[str, Any] = {"task": "hoc", "provider": cfg.provider, "profile": cfg.profile, "device": str(device),
+                             "seed": cfg.seed, "gan_steps": cfg.gan_steps, "seg_steps": cfg.seg_steps,
+                             "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "image.png",
+                             "gt": str(Path(gt_instances).resolve()) if isinstance(gt_instances, (str, Path)) else None}
+    try:
+        labels = _train_and_segment(cfg, img, out_dir, device, resume, progress, facts)
+        status = write_instances(out_dir, img, labels)
+    except Failed as failure:
+        labels, status = None, failure.as_status()
+        (out_dir / "instances.png").unlink(missing_ok=True)
+        (out_dir / "overlay.png").unlink(missing_ok=True)
+    metrics = finish(facts, status, labels, gt, img, time.perf_counter() - t0)
     write_json(out_dir / "metrics.json", metrics)
+    if metrics["status"] != "ok":
+        warnings.warn(f"HOC run failed: {metrics['reason']} ({metrics['advice']})", RuntimeWarning, stacklevel=2)
     return metrics

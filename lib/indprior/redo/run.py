@@ -39,7 +39,7 @@ from ..core import config as C
 from ..core.files import prepare_out_dir, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds, sustained
 from ..core.runtime import resolve_device
-from ..data.cub import CubDataset, resolve_dataset
+from ..data.datasets import open_dataset
 from ..data.images import border_mean, to_float
 from ..data.windows import WindowSet, paste_mask, prepare_windows, save_masks
 from ..metrics import foreground_scores, foreground_summary, mask_iou
@@ -122,9 +122,10 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
     t0 = time.perf_counter()
     out_dir = prepare_out_dir(out_dir)
     device = resolve_device(cfg.device)
-    root = resolve_dataset(cfg.dataset, cache_dir)
-    train = prepare_windows(CubDataset(root, "train"), cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
-    test = prepare_windows(CubDataset(root, "test"), cfg.image_size, cfg.window_scale, progress=progress)
+    train = prepare_windows(open_dataset(cfg.dataset, "train", cache_dir), cfg.image_size, cfg.window_scale,
+                            keep_gt=False, progress=progress)
+    test = prepare_windows(open_dataset(cfg.dataset, "test", cache_dir), cfg.image_size, cfg.window_scale,
+                           progress=progress)
 
     def monitor(method: ReDO, step: int) -> dict[str, float]:  # monitoring only: nothing is selected by it
         scores, _ = score_windows(window_probs(method, test), test)

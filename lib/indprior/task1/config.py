@@ -22,6 +22,8 @@ class Task1Config:
 
     profile: str = "cpu"
     dataset: str = "synthetic"
+    val_fraction: float = 0.0  # hold out this fraction of the train images as a validation split (GT used there,
+    # for choosing only: metrics.json "val"); the GAN and self-training never see them
     seed: int = 0
     device: str = "auto"
     image_size: int = 64  # side of the square window around each box, in pixels, fed to the mask net
@@ -83,7 +85,7 @@ class Task1Config:
                      non_negative=("self_train_steps", "lambda_area", "lambda_bin", "lambda_edge", "lambda_proj", "r1_gamma", "eval_every", "sample_every", "ckpt_every",
                                    "collapse_check_every", "collapse_until", "max_restarts",
                                    "pose_rotation_deg", "pose_translation", "collapse_d_loss"),
-                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high"),
+                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high", "val_fraction"),
                      positive=("lr_g", "lr_d", "edge_sigma", "self_train_lr"))
         if self.image_size % (2 ** self.unet_levels) or self.image_size < 2 ** (self.unet_levels + 1):
             raise C.ConfigError(f"Task1Config.image_size={self.image_size}: expected a multiple of 2**unet_levels = "

@@ -8,6 +8,7 @@ threshold 0.5 -> binary mask. metrics.json is written last: a folder holding it 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ from ..core import dist
 from ..core.files import atomic_write_bytes, prepare_out_dir, remove, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds
 from ..core.runtime import resolve_device, seed_everything
-from ..data.cub import CubDataset, resolve_dataset
+from ..data.cub import Sample
+from ..data.datasets import open_dataset, split_off
 from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
 from ..metrics import foreground_scores, foreground_summary
 from .config import Task1Config
@@ -34,25 +36,28 @@ from .selftrain import pseudo_labels, self_train
 class Task1Data:
     """Everything training and evaluation read: both splits, their box windows, the background patches."""
 
-    train_ds: CubDataset
-    test_ds: CubDataset
+    train_ds: Sequence[Sample]
+    test_ds: Sequence[Sample]
     train: WindowSet
     test: WindowSet
     bank: torch.Tensor
+    val_ds: Sequence[Sample] | None = None  # val_fraction of the train images, held out of training
+    val: WindowSet | None = None
 
 
 def load_data(cfg: Task1Config, cache_dir: str | Path, progress: bool) -> Task1Data:
     """Resolve the dataset spec (rank 0 first under torchrun: it may generate the synthetic set), cut windows."""
     if not dist.is_main():
         dist.barrier()  # rank 0 generates/validates the data set first
-    root = resolve_dataset(cfg.dataset, cache_dir)
+    train_ds, val_ds = split_off(open_dataset(cfg.dataset, "train", cache_dir), cfg.val_fraction)
     if dist.is_main():
         dist.barrier()
-    train_ds, test_ds = CubDataset(root, "train"), CubDataset(root, "test")
+    test_ds = open_dataset(cfg.dataset, "test", cache_dir)
     train = prepare_windows(train_ds, cfg.image_size, cfg.window_scale, keep_gt=False, progress=progress)
     test = prepare_windows(test_ds, cfg.image_size, cfg.window_scale, progress=progress)
+    val = None if val_ds is None else prepare_windows(val_ds, cfg.image_size, cfg.window_scale, progress=progress)
     bank = background_bank(train_ds, cfg.image_size, cfg.bg_per_image, np.random.default_rng(cfg.seed), progress)
-    return Task1Data(train_ds, test_ds, train, test, bank)
+    return Task1Data(train_ds, test_ds, train, test, bank, val_ds, val)
 
 
 def train_gan(cfg: Task1Config, data: Task1Data, out_dir: Path, device: torch.device, resume: bool,
@@ -60,8 +65,8 @@ def train_gan(cfg: Task1Config, data: Task1Data, out_dir: Path, device: torch.de
     """The GAN with collapse restarts; monitored test IoU goes to the log (nothing is selected by it)."""
     batches = Task1Batches(data.train, data.bank, cfg.batch_size, device, rows=dist.shard(len(data.train)))
 
-    def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:
-        scores = evaluate(method.ema.module, data.test, device)
+    def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:  # val split when there is one
+        scores = evaluate(method.ema.module, data.val if data.val is not None else data.test, device)
         return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
 
     def samples(method: IndependencePriorTask1, step: int, folder: Path) -> None:  # composites with their masks
@@ -80,37 +85,55 @@ def train_gan(cfg: Task1Config, data: Task1Data, out_dir: Path, device: torch.de
         may_change=Task1Config.RESUME_MAY_CHANGE)
 
 
-class TestSplit:
-    """The test split's windows and GT: writes a stage's masks and scores them (images without GT skipped)."""
+class EvalSplit:
+    """A split's windows and GT: scores a stage's masks (images without GT skipped) and, when `out_dir` is
+    given, writes them (0/255 PNGs mirroring images/)."""
 
-    def __init__(self, data: Task1Data, out_dir: Path, device: torch.device, progress: bool):
-        self.data, self.out_dir, self.device, self.progress = data, out_dir, device, progress
-        self.has_gt = [g is not None for g in data.test.gt]
-        self.gts = [g for g in data.test.gt if g is not None]
+    def __init__(self, ds: Sequence[Sample], ws: WindowSet, out_dir: Path | None, device: torch.device,
+                 progress: bool):
+        self.ds, self.ws, self.out_dir, self.device, self.progress = ds, ws, out_dir, device, progress
+        self.has_gt = [g is not None for g in ws.gt]
+        self.gts = [g for g in ws.gt if g is not None]
         self.rows = [i for i, ok in enumerate(self.has_gt) if ok]
 
+    def _save(self, folder: str, masks: Sequence[np.ndarray]) -> None:
+        if self.out_dir is not None:
+            save_masks(self.out_dir / folder, self.ws.names, masks)
+
     def segment(self, provider: torch.nn.Module, folder: str) -> tuple[PastedMasks, dict[str, float]]:
-        """A provider's soft masks of every test image, saved (thresholded) under out_dir/folder; their scores."""
-        probs = full_masks(provider, self.data.test, self.device)
-        save_masks(self.out_dir / folder, self.data.test.names, probs)
+        """A provider's soft masks of every image (saved thresholded under out_dir/folder) and their scores."""
+        probs = full_masks(provider, self.ws, self.device)
+        self._save(folder, probs)
         return probs, (foreground_summary(probs.where(self.rows, 0.5), self.gts) if self.gts else {})
 
     def refine(self, probs: PastedMasks, folder: str) -> dict[str, float]:
         """GrabCut started from each soft mask (OpenCV, on a thread pool), saved under out_dir/folder; scores."""
-        test, test_ds = self.data.test, self.data.test_ds
-        refined = map_threads(lambda i: grabcut_refine(test_ds[i].image, tuple(test.image_boxes[i]), probs[i]),
-                              len(test), desc="grabcut refine", progress=self.progress)
-        save_masks(self.out_dir / folder, test.names, refined)
+        ws, ds = self.ws, self.ds
+        refined = map_threads(lambda i: grabcut_refine(ds[i].image, tuple(ws.image_boxes[i]), probs[i]),
+                              len(ws), desc="grabcut refine", progress=self.progress)
+        self._save(folder, refined)
         return foreground_summary([m for m, ok in zip(refined, self.has_gt) if ok], self.gts) if self.gts else {}
 
     def whole_box_iou(self) -> float:
         """IoU of the box itself as the mask (a read-only view: no n x s x s array of ones)."""
-        side = self.data.test.windows.shape[-2:]
-        ones = np.broadcast_to(np.ones((1, *side), np.float32), (len(self.data.test), *side))
-        return foreground_scores(PastedMasks(ones, self.data.test, 0.5, self.rows), self.gts)["iou_mean"]
+        side = self.ws.windows.shape[-2:]
+        ones = np.broadcast_to(np.ones((1, *side), np.float32), (len(self.ws), *side))
+        return foreground_scores(PastedMasks(ones, self.ws, 0.5, self.rows), self.gts)["iou_mean"]
+
+    def stages(self, gan: torch.nn.Module, student: torch.nn.Module | None, grabcut: bool) -> dict[str, dict]:
+        """Every stage's scores (the keys of metrics.json): GAN, + GrabCut, self-trained, + GrabCut."""
+        probs, rows = self.segment(gan, "masks")
+        out = {"gan": rows}
+        if grabcut:
+            out["refined_grabcut"] = self.refine(probs, "masks_refined")
+        if student is not None:
+            s_probs, out["self_trained"] = self.segment(student, "masks_self_trained")
+            if grabcut:
+                out["self_trained_grabcut"] = self.refine(s_probs, "masks_self_trained_refined")
+        return out
 
 
-def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: CubDataset,
+def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: Sequence[Sample],
                  device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
     """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
     (saved as out_dir/self_trained.pt: {"state", "steps"}). Uses boxes only, like the GAN."""
@@ -139,16 +162,6 @@ def _stage_switches(cfg: Task1Config, out_dir: Path) -> tuple[bool, bool]:
     return cfg.refine == "grabcut", cfg.self_train_steps > 0
 
 
-def _put(metrics: dict[str, Any], key: str | None, scores: dict[str, float]) -> None:
-    """A stage's scores as its own row (`key`) or, for the paper's method, at the top level; none without GT."""
-    if not scores:
-        return
-    if key is None:
-        metrics.update(scores)
-    else:
-        metrics[key] = scores
-
-
 def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, progress: bool = True,
               cache_dir: str | Path = ".cache/data") -> dict[str, Any]:
     """Train on the train split using boxes only, segment the test split, write masks + metrics.json."""
@@ -165,27 +178,27 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
     if rank != 0:  # rank 0 segments the test split and writes every output
         return {"rank": rank, "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
-    test = TestSplit(data, out_dir, device, progress)
-    probs, scores = test.segment(method.ema.module, "masks")
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(data.test), "profile": cfg.profile,
                                "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
                                "model": "EMA provider at the last step (no checkpoint selection)",
                                "restarts": len(restarts), "collapses": restarts,
                                "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
-    _put(metrics, None, scores)
-    if test.gts:
-        metrics["whole_box_iou_mean"] = test.whole_box_iou()
     grabcut, self_train_on = _stage_switches(cfg, out_dir)
-    if grabcut:
-        _put(metrics, "refined_grabcut", test.refine(probs, "masks_refined"))
+    student = None
     if self_train_on:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
         t_self = time.perf_counter()
         student = self_trained(cfg, method.ema.module, data.train, data.train_ds, device, out_dir, progress)
         metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
-        s_probs, s_scores = test.segment(student, "masks_self_trained")
-        _put(metrics, "self_trained", s_scores)
-        if grabcut:
-            _put(metrics, "self_trained_grabcut", test.refine(s_probs, "masks_self_trained_refined"))
+    test = EvalSplit(data.test_ds, data.test, out_dir, device, progress)
+    rows = test.stages(method.ema.module, student, grabcut)
+    metrics.update(rows.pop("gan"))
+    if test.gts:
+        metrics["whole_box_iou_mean"] = test.whole_box_iou()
+    metrics.update({k: v for k, v in rows.items() if v})
+    if data.val is not None:  # the validation split of the train images: GT used here, for choosing only
+        val = EvalSplit(data.val_ds, data.val, None, device, progress)
+        metrics["val"] = {k: v.get("iou_mean") for k, v in val.stages(method.ema.module, student, grabcut).items()}
+        metrics["val"]["whole_box"], metrics["val"]["n_images"] = val.whole_box_iou(), len(data.val)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
     write_json(out_dir / "metrics.json", metrics)

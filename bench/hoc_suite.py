@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Task 2 on the development suite: every kind of photo x image seeds x training seeds, one table.
+
+    .venv/bin/python bench/hoc_suite.py --image-seeds 10,11,12 --train-seeds 0,1,2      # the report (held out)
+    .venv/bin/python bench/hoc_suite.py --image-seeds 0,1 --kinds nuclei,fruit --set gan_steps=600   # choosing
+    .venv/bin/python bench/hoc_suite.py --summarize bench/hoc_suite/report.jsonl        # the table again
+
+Image seeds 0-9 are for choosing; 10 and up are held out for reporting (never looked at while choosing).
+Each run is `run_hoc` in its own process with one torch thread, `--jobs` at a time (2 on a 2-core machine).
+Every finished run appends one JSON line to --out (resumable: runs already in the file are skipped), with
+F1 and AP at IoU 0.5, AP@[.5:.95], count error, seconds, peak RSS, status, and the Otsu + watershed baseline on
+the same photo. The summary (per kind: mean and worst F1 over all runs, watershed beside, mean seconds and count
+error) is printed as markdown and written next to --out as <name>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", "coins")
+FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
+          "instance_size", "instance_size_estimated", "seconds", "status", "reason")
+
+ONE_RUN = r"""
+import json, resource, sys
+from indprior import make_config, HOCConfig, run_hoc, coins, COINS_GT
+from indprior.core.config import parse_overrides
+from indprior.data.suite import make_hoc
+kind, img_seed, train_seed, profile, out, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:]
+img, gt = (coins(), COINS_GT) if kind == "coins" else make_hoc(kind, img_seed)
+cfg = make_config(HOCConfig, profile, seed=train_seed, **parse_overrides(sets))
+m = run_hoc(cfg, img, out, gt, resume=False, progress=False)
+m["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print("RESULT " + json.dumps(m))
+"""
+
+
+def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace) -> dict:
+    out = Path(args.runs) / f"{kind}{img_seed}_t{train_seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", ONE_RUN, kind, str(img_seed), str(train_seed), args.profile, str(out), *args.set]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    row = {"kind": kind, "image_seed": img_seed, "train_seed": train_seed, "profile": args.profile, "set": args.set}
+    if done.returncode != 0 or not lines:
+        return {**row, "status": "crashed", "reason": done.stderr.strip().splitlines()[-1:] or ["?"]}
+    m = json.loads(lines[-1][len("RESULT "):])
+    ws = m.get("baseline_watershed", {})
+    return {**row, **{k: m.get(k) for k in FIELDS}, "rss_mb": m.get("rss_mb"), "ws_f1": ws.get("f1"),
+            "ws_ap50": ws.get("ap50"), "ws_count_error": ws.get("count_error")}
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return sum((r.get(key) or 0.0) for r in rows) / len(rows)
+
+
+def summarize(rows: list[dict]) -> str:
+    """Markdown: per kind, mean and worst F1 (a failed run counts as 0), watershed, seconds, count error."""
+    lines = ["| kind | runs | F1 mean | F1 worst | AP50 mean | AP mean | |count error| mean | failed | "
+             "watershed F1 mean | seconds mean | peak RSS MB |", "|" + "---|" * 11]
+    for kind in [k for k in KINDS if any(r["kind"] == k for r in rows)]:
+        rs = [r for r in rows if r["kind"] == kind]
+        f1 = [r.get("f1") or 0.0 for r in rs]
+        cerr = sum(abs(r.get("count_error") or 0) for r in rs) / len(rs)
+        failed = sum(r.get("status") != "ok" for r in rs)
+        lines.append(f"| {kind} | {len(rs)} | {sum(f1) / len(f1):.3f} | {min(f1):.3f} | {_mean(rs, 'ap50'):.3f} | "
+                     f"{_mean(rs, 'ap'):.3f} | {cerr:.1f} | {failed} | {_mean(rs, 'ws_f1'):.3f} | {_mean(rs, 'seconds'):.0f} | "
+                     f"{max(r.get('rss_mb') or 0 for r in rs)} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--image-seeds", default="10,11,12")
+    ap.add_argument("--train-seeds", default="0,1,2")
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=str(HERE / "hoc_suite" / "results.jsonl"))
+    ap.add_argument("--runs", default=str(HERE.parent / "runs" / "hoc_suite"))
+    ap.add_argument("--summarize", default=None, help="only print the summary of this results file")
+    args = ap.parse_args(argv)
+    if args.summarize:
+        print(summarize([json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]))
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(x) for x in out.read_text().splitlines() if x.strip()] if out.is_file() else []
+    key = lambda r: (r["kind"], r["image_seed"], r["train_seed"], r["profile"], tuple(r["set"]))  # noqa: E731
+    seen = {key(r) for r in done}
+    todo = [(k, s, t) for k in args.kinds.split(",") for s in map(int, args.image_seeds.split(","))
+            for t in map(int, args.train_seeds.split(",")) if k != "coins" or s == args.image_seeds.split(",")[0]]
+    todo = [x for x in todo if (x[0], x[1], x[2], args.profile, tuple(args.set)) not in seen]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for row in pool.map(lambda x: run_one(*x, args), todo):
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row.get(k) for k in ("kind", "image_seed", "train_seed", "status", "f1", "ws_f1",
+                                                      "seconds")}), flush=True)
+            done.append(row)
+    rows = [r for r in done if r["profile"] == args.profile and r["set"] == args.set]
+    table = summarize(rows)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Task 2's copy-paste GAN: the independence prior with segmenting providers on real cut-outs of the photo.
+
+A provider is a mask network on a window cut from the photo around an object candidate: the instance is the
+real window, its mask m = S(window) (never outside the grown foreground). The layout takes the places where
+objects stand in another crop of the photo and puts an independently drawn cut-out at each, with a random
+rotation and flip; composition alpha-blends them in random depth order over a crop of the object-free plate.
+The critic compares composites with real crops. A mask that carries a piece of a neighbour, or cuts its own
+object, looks wrong wherever it is pasted; the area penalty removes what the critic does not need.
+
+Appearance comes from the photo, so it cannot collapse onto one mode (all of the photo's objects are drawn
+from); which side is object comes from the foreground (hoc/scale.py), so the background cannot be learned as
+the instances. Each composite comes with the exact label map of its instances (the visible masks).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.autograd.profiler import record_function
+
+from ..core.runtime import autocast_enabled
+from ..core.trainer import opt_step
+from ..data.images import to_float
+from ..losses import EMA, area_penalty, binarisation_penalty, d_hinge, diff_augment, edge_aware_smoothness, g_hinge
+from ..models import Discriminator, SegmentingProvider, compose_stacked, label_map, pose_to_theta, warp
+from .config import HOCConfig
+from .cutouts import CompositeBatches, CutoutScene
+
+
+class CopyPasteGAN:
+    """Method object for `core.trainer.Trainer`: mask net (+ EMA) and critic; phases Dmain, Gmain."""
+
+    def __init__(self, cfg: HOCConfig, scene: CutoutScene, obj_frac: float, device: torch.device | str = "cpu"):
+        self.cfg, self.scene, self.device = cfg, scene, torch.device(device)
+        self.obj_frac = obj_frac  # a typical object's area / the window's area
+        p = scene.window
+        self.mask_net = SegmentingProvider(cfg.mask_base, cfg.mask_levels).to(self.device)
+        self.D = Discriminator(scene.crop, cfg.d_base).to(self.device)
+        self.ema = EMA(self.mask_net, cfg.ema_decay)
+        self.opt_g = torch.optim.Adam(self.mask_net.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+        yy, xx = torch.meshgrid(torch.arange(p) + 0.5, torch.arange(p) + 0.5, indexing="ij")
+        disc = (torch.hypot(yy - p / 2, xx - p / 2) <= p / 2).float()  # the instance lies around the centre
+        self.prior = disc[None, None].to(self.device)  # 1 1 P P
+        self.amp = autocast_enabled(self.device, cfg.amp, cfg.amp_cpu)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"mask_net": self.mask_net, "D": self.D, "mask_net_ema": self.ema.module}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def masks(self, idx: torch.Tensor, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(windows n 3 P P in [-1, 1], masks n 1 P P) of the cut-outs `idx` (flat)."""
+        win = to_float(self.scene.windows[idx])
+        m = (net or self.mask_net)(win, self.prior.expand(len(idx), -1, -1, -1))[1]
+        return win, m * self.scene.fg_windows[idx]
+
+    def compose(self, batch: dict[str, torch.Tensor], net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
+        """The composites of a batch: image b 3 C C, visible b k 1 C C, and the windows and masks of the n
+        places in use (n 3 P P, n 1 P P). Only the places in use run through the mask net."""
+        b, k = batch["idx"].shape
+        c, p = self.scene.crop, self.scene.window
+        used = batch["present"].flatten().nonzero().squeeze(1)  # n
+        win, m = self.masks(batch["idx"].flatten()[used], net)  # n 3 P P, n 1 P P
+        pose = {"scale": torch.ones(len(used), device=self.device), "rotation": batch["rotation"].flatten()[used],
+                "flip": batch["flip"].flatten()[used], "tx": batch["pos"][..., 0].flatten()[used],
+                "ty": batch["pos"][..., 1].flatten()[used]}
+        a_n, m_n = warp(win, m, pose_to_theta(pose, p / c), (c, c))  # n 3 C C, n 1 C C
+        A = torch.zeros(b * k, 3, c, c, device=self.device, dtype=a_n.dtype).index_copy(0, used, a_n)
+        M = torch.zeros(b * k, 1, c, c, device=self.device, dtype=m_n.dtype).index_copy(0, used, m_n)
+        image, visible = compose_stacked(batch["background"], A.view(b, k, 3, c, c), M.view(b, k, 1, c, c))
+        return {"image": image, "visible": visible, "window": win, "m": m}
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return self._step(batch)
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.diffaug))
+        out = self.compose(batch)
+        with record_function("Dmain"):
+            self.D.requires_grad_(True)
+            d_real, d_fake = self.D(aug(torch.cat([batch["real"], out["image"].detach()]))).float().split(len(batch["real"]))
+            loss_d = d_hinge(d_real, d_fake)
+            opt_step(self.opt_d, loss_d)
+        with record_function("Gmain"):
+            self.D.requires_grad_(False)
+            adv = g_hinge(self.D(aug(out["image"])).float())
+            m, win = out["m"].float(), out["window"]
+            area = area_penalty(m, norm=torch.full((len(m),), self.obj_frac, device=self.device), eta=cfg.area_min)
+            binar, edge = binarisation_penalty(m), edge_aware_smoothness(m, win, cfg.edge_sigma)
+            loss_g = adv + cfg.lambda_area * area + cfg.lambda_bin * binar + cfg.lambda_edge * edge
+            opt_step(self.opt_g, loss_g)
+        self.ema.update(self.mask_net)
+        return {"loss/D": loss_d.detach(), "loss/G_adv": adv.detach(), "loss/area": area.detach(),
+                "loss/bin": binar.detach(), "loss/edge": edge.detach(), "D/real": d_real.detach().mean(),
+                "D/fake": d_fake.detach().mean(), "mask/area_of_object": m.detach().mean() / self.obj_frac,
+                "layout/n_present": batch["present"].float().sum() / len(batch["real"])}
+
+    @torch.no_grad()
+    def generate(self, batch: dict[str, torch.Tensor], ema: bool = True) -> dict[str, torch.Tensor]:
+        """Composites of a batch with the (EMA) mask net: image b 3 C C, visible b k 1 C C, labels b C C."""
+        net = self.ema.module if ema else self.mask_net
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.compose(batch, net)
+        out = {k: v.float() for k, v in out.items()}
+        return {**out, "labels": label_map(out["visible"])}
+
+
+def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible: float, start: int = 10**6):
+    """sample(b) -> (images b 3 C C in [-1, 1], labels b C C) for `siseg.train_segmenter`: fresh layouts every call
+    (steps from `start` on, never the GAN's), instances with fewer visible pixels than `min_visible` x a typical
+    object's area become background (slivers teach nothing but noise)."""
+    min_px = min_visible * gan.obj_frac * gan.scene.window ** 2
+    counter = iter(range(start, start + 10**9))
+
+    def sample(b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = batches(next(counter))
+        batch = {k: v[:b] for k, v in batch.items()}
+        out = gan.generate(batch)
+        labels = out["labels"]  # b C C
+        k = out["visible"].shape[1]
+        counts = torch.nn.functional.one_hot(labels, k + 1).sum((1, 2))  # b k+1
+        small = counts < min_px
+        small[:, 0] = False
+        labels = torch.where(small.gather(1, labels.flatten(1)).view_as(labels), torch.zeros_like(labels), labels)
+        return out["image"].cpu(), labels.cpu()
+
+    return sample
+
+
+def object_fraction(width: float, length: float, window: int) -> float:
+    """A typical object's area (an ellipse width x length) as a fraction of a window's area."""
+    return math.pi / 4 * width * length / window**2

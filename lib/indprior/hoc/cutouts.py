@@ -1,0 +1,127 @@
+"""Task 2's data for the copy-paste variant: cut-out windows around object candidates, an object-free plate,
+and layouts read off the photo, all on the rescaled photo.
+
+    candidates  object centres: peaks of the foreground's Laplacian-of-Gaussian at the object scale
+    plate       the photo with its objects inpainted away (what is left when every object is lifted)
+    windows     a window of side `window` around each candidate (reflect-padded at the photo's edge)
+    layouts     where objects stand in a random crop of the photo (its candidates), and how much of it they cover
+
+Layouts come from the photo itself, so a composite is as sparse or as dense as the photo where it was read;
+which object stands at each place is drawn independently (the independence prior).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+
+from ..data.images import to_float
+
+
+def candidates(fg: np.ndarray, width: float, spacing: float = 0.5) -> np.ndarray:
+    """n 2 (row, col) object centres: maxima of the foreground's scale-normalised Laplacian of Gaussian at
+    sigma = width / (2 sqrt 2), at least `spacing` x width/2 apart, inside the foreground."""
+    r = max(1.0, width / 2)
+    s = max(1.0, r / np.sqrt(2))
+    resp = -ndi.gaussian_laplace(fg.astype(np.float32), s) * s * s
+    return peak_local_max(resp, min_distance=max(1, int(spacing * r)), threshold_abs=0.05, labels=fg.astype(np.int32),
+                          exclude_border=False)
+
+
+def plate(image: np.ndarray, fg: np.ndarray, margin: float) -> np.ndarray:
+    """The photo with every foreground pixel (grown by `margin` px) inpainted from its surroundings."""
+    k = max(1, int(round(margin)))
+    grown = cv2.dilate(fg.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return cv2.inpaint(np.ascontiguousarray(image), grown, max(3, k), cv2.INPAINT_TELEA)
+
+
+def _windows(arr: np.ndarray, centres: np.ndarray, side: int) -> np.ndarray:
+    """side x side windows of arr (h w c) centred on each centre (reflect-padded): n side side c."""
+    half = side // 2
+    pad = np.pad(arr, ((side, side), (side, side), (0, 0)), mode="reflect")
+    out = np.empty((len(centres), side, side, arr.shape[2]), arr.dtype)
+    for i, (y, x) in enumerate(centres):
+        y0, x0 = int(y) + side - half, int(x) + side - half
+        out[i] = pad[y0:y0 + side, x0:x0 + side]
+    return out
+
+
+@dataclass
+class CutoutScene:
+    """Everything the copy-paste GAN draws from, as tensors on its device."""
+
+    image: np.ndarray  # h w 3 uint8, the rescaled photo
+    plate: np.ndarray  # h w 3 uint8, objects inpainted away
+    fg: np.ndarray  # h w bool
+    centres: np.ndarray  # n 2 int
+    windows: torch.Tensor  # n 3 P P uint8: the cut-outs
+    fg_windows: torch.Tensor  # n 1 P P float: the (grown) foreground in each window; a mask never leaves it
+    crop: int
+    window: int
+
+    @property
+    def n(self) -> int:
+        return len(self.centres)
+
+
+def make_scene(image: np.ndarray, fg: np.ndarray, width: float, window: int, crop: int,
+               device: torch.device | str = "cpu") -> CutoutScene:
+    """Candidates, plate and cut-out windows of the rescaled photo (`width`: the typical object width, px)."""
+    centres = candidates(fg, width)
+    if len(centres) < 2:
+        raise ValueError(f"found {len(centres)} object candidate(s) in the foreground; a cluster photo has many")
+    grow = max(1, int(round(0.1 * width)))
+    fg_grown = cv2.dilate(fg.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    win = torch.from_numpy(_windows(image, centres, window)).permute(0, 3, 1, 2).contiguous()
+    fgw = torch.from_numpy(_windows(fg_grown[..., None], centres, window)).permute(0, 3, 1, 2).float()
+    return CutoutScene(image, plate(image, fg, 0.15 * width), fg, centres, win.to(device), fgw.to(device), crop, window)
+
+
+class CompositeBatches:
+    """Per step: real crops, plate crops, and layouts (candidate positions of other real crops) with a random
+    cut-out, rotation and flip for every place. Seeded by step, so a resumed run sees the same batches."""
+
+    def __init__(self, scene: CutoutScene, batch_size: int, max_objects: int, seed: int, device: torch.device):
+        self.s, self.b, self.k, self.seed, self.device = scene, batch_size, max_objects, seed, device
+        h, w = scene.image.shape[:2]
+        if min(h, w) < scene.crop:
+            raise ValueError(f"the rescaled photo ({h}x{w}) is smaller than a {scene.crop} px crop")
+        self.image = to_float(torch.from_numpy(scene.image.copy()).permute(2, 0, 1)).to(device)  # 3 h w
+        self.plate = to_float(torch.from_numpy(scene.plate.copy()).permute(2, 0, 1)).to(device)
+
+    def _crops(self, src: torch.Tensor, ys: np.ndarray, xs: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        c = self.s.crop
+        out = torch.stack([src[:, y:y + c, x:x + c] for y, x in zip(ys, xs)])  # b 3 c c
+        flip = torch.from_numpy(rng.random(len(ys)) < 0.5).to(src.device)[:, None, None, None]
+        return torch.where(flip, out.flip(3), out)
+
+    def _layout(self, y: int, x: int, rng: np.random.Generator) -> np.ndarray:
+        """Centres of the candidates that reach into the crop at (y, x), in the crop's [-1, 1] coordinates."""
+        c, half = self.s.crop, self.s.window / 2
+        rel = self.s.centres - np.array([y, x])
+        inside = np.all((rel > -half) & (rel < c + half), axis=1)
+        pos = (rel[inside][:, ::-1] + 0.5) / c * 2 - 1  # n 2 as (x, y), pixel centres
+        rng.shuffle(pos)  # depth order: random
+        return pos[: self.k]
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        h, w = self.s.image.shape[:2]
+        c, b, k = self.s.crop, self.b, self.k
+        pick = lambda: (rng.integers(0, h - c + 1, b), rng.integers(0, w - c + 1, b))  # noqa: E731
+        real = self._crops(self.image, *pick(), rng)
+        background = self._crops(self.plate, *pick(), rng)
+        ly, lx = pick()
+        pos, present = np.zeros((b, k, 2), np.float32), np.zeros((b, k), bool)
+        for i in range(b):
+            p = self._layout(int(ly[i]), int(lx[i]), rng)
+            pos[i, : len(p)], present[i, : len(p)] = p, True
+        idx = rng.integers(0, self.s.n, (b, k))
+        return {"real": real, "background": background, "pos": torch.from_numpy(pos).to(self.device),
+                "present": torch.from_numpy(present).to(self.device), "idx": torch.from_numpy(idx).to(self.device),
+                "rotation": torch.from_numpy(rng.uniform(-np.pi, np.pi, (b, k)).astype(np.float32)).to(self.device),
+                "flip": torch.from_numpy(np.where(rng.random((b, k)) < 0.5, -1.0, 1.0).astype(np.float32)).to(self.device)}

@@ -1,0 +1,115 @@
+"""Applying a trained segmenter to a photo: sliding windows on the rescaled photo, grouping, then back to the
+photo's size; and applying a finished run to further photos of the same kind (`segment_with_run`)."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential
+
+from ..core import config as C
+from ..core.files import prepare_out_dir, write_json
+from ..core.runtime import resolve_device
+from ..data.images import DataError, ImageCrops, load_image
+from .config import HOCConfig
+from .outputs import Failed, finish, write_instances
+from .scale import photo_stats
+from .siseg import InstanceSegmenter, predict_instances
+
+
+def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
+    """Background enclosed by one instance joins it: instances are compact, and the segmenter's
+    foreground head misses dark details inside bright objects (coin reliefs)."""
+    out = labels.copy()
+    for k, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is not None:
+            region = out[sl]
+            region[ndi.binary_fill_holes(region == k) & (region == 0)] = k
+    return out
+
+
+def upsample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Label map to (h, w) with smooth borders: each instance's mask is resized bilinearly and the
+    highest one above 0.5 wins (nearest-neighbour resizing leaves 1/rescale-pixel staircases)."""
+    h, w = size
+    if labels.max() == 0 or int(labels.max()) * h * w > 5e8:  # too many instances x pixels: nearest
+        return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    best, out = np.full((h, w), 0.5, np.float32), np.zeros((h, w), labels.dtype)
+    for k in np.unique(labels[labels > 0]):
+        p = cv2.resize((labels == k).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        win = p > best
+        out[win], best[win] = k, p[win]
+    return out
+
+
+def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu"):
+    """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps)."""
+    d_px = cfg.crop / cfg.crop_instances  # instance diameter in rescaled px
+    return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
+                             min_size=max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2)),
+                             bandwidth=max(1.5, d_px / 10))
+
+
+def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
+                  device: torch.device | str) -> np.ndarray:
+    """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
+    small, _ = segment_rescaled(seg, rescaled, cfg, device)
+    return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
+
+
+def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
+    """The instance segmenter run_hoc trained (out_dir/segmenter.pt)."""
+    path = Path(out_dir) / "segmenter.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run hoc.run_hoc into {out_dir} first")
+    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+    seg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
+    return seg
+
+
+def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], InstanceSegmenter]:
+    """(config, run.json, segmenter) of a finished run_hoc folder; FileNotFoundError names what is missing."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir / 'run.json'}: missing; --run must be a folder run_hoc wrote")
+    info = json.loads((run_dir / "run.json").read_text())
+    cfg = C.from_dict(HOCConfig, info["config"])
+    return cfg, info, load_segmenter(run_dir, cfg)
+
+
+def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_dir: str | Path, *,
+                     same_scale: bool = False, device: str = "auto") -> dict[str, Any]:
+    """A finished run's segmenter on another photo of the same kind: instances.png, overlay.png, metrics.json
+    (with a status, as run_hoc). The photo is rescaled so that its objects (measured on it) have the size the
+    segmenter was trained at; `same_scale` keeps the run's rescale factor instead (same magnification)."""
+    t0 = time.perf_counter()
+    cfg, info, seg = load_hoc_run(run_dir)
+    out_dir, dev = prepare_out_dir(out_dir), resolve_device(device)
+    img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+    (out_dir / "metrics.json").unlink(missing_ok=True)
+    facts: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "profile": cfg.profile, "device": str(dev),
+                             "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "array"}
+    try:
+        if same_scale:
+            size = info["instance_size"]
+        else:
+            try:
+                size = photo_stats(img).diameter
+            except DataError as err:
+                raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
+        rescale = cfg.crop / cfg.crop_instances / size
+        facts.update(instance_size=size, rescale=rescale)
+        labels = segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], dev)
+        status = write_instances(out_dir, img, labels)
+    except Failed as failure:
+        labels, status = None, failure.as_status()
+    metrics = finish(facts, status, labels, None, img, time.perf_counter() - t0)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics

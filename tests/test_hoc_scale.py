@@ -1,0 +1,124 @@
+"""Task 2's first stage, read off the photo with no labels: foreground of either polarity, object width and
+length, candidates, the object-free plate, layouts; and how a run reports a photo it cannot segment."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from indprior import make_config
+from indprior.__main__ import main
+from indprior.data import COINS_GT, coins, load_image, load_label_map
+from indprior.data.suite import make_hoc
+from indprior.hoc import HOCConfig, foreground, photo_stats, run_hoc
+from indprior.hoc.cutouts import CompositeBatches, candidates, make_scene, plate
+from indprior.models import compose, compose_stacked
+
+
+def blobs(radius: float, n: int, size: int = 320, aspect: float = 1.0, seed: int = 0, dark: bool = False):
+    """n ellipses (half-axes radius, aspect x radius) at random angles, apart, on a noisy textured backdrop."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(90 if not dark else 200, 6, (size, size, 3)).astype(np.float32)
+    lab = np.zeros((size, size), np.uint16)
+    placed = 0
+    for _ in range(2000):
+        if placed == n:
+            break
+        c = rng.uniform(radius * aspect + 2, size - radius * aspect - 2, 2)
+        m = np.zeros((size, size), np.uint8)
+        cv2.ellipse(m, (int(c[0]), int(c[1])), (int(radius * aspect), int(radius)), rng.uniform(0, 180), 0, 360, 1, -1)
+        if (lab[cv2.dilate(m, np.ones((5, 5), np.uint8)) > 0] > 0).any():
+            continue
+        placed += 1
+        lab[m > 0] = placed
+        img[m > 0] = rng.uniform(180, 230, 3) if not dark else rng.uniform(20, 60, 3)
+    return np.clip(cv2.GaussianBlur(img, (0, 0), 0.8), 0, 255).astype(np.uint8), lab
+
+
+@pytest.mark.parametrize("radius", [6.0, 12.0, 20.0])
+def test_width_of_discs_of_known_size(radius):
+    img, lab = blobs(radius, 25)
+    st = photo_stats(img)
+    assert st.width == pytest.approx(2 * radius, rel=0.15) and st.length == pytest.approx(2 * radius, rel=0.2)
+
+
+def test_width_and_length_of_rods_and_dark_objects():
+    img, _ = blobs(5.0, 30, aspect=4.0, dark=True)  # rods 10 px wide, 40 px long, dark on light
+    st = photo_stats(img)
+    assert st.width == pytest.approx(10, rel=0.2) and st.length == pytest.approx(40, rel=0.2)
+
+
+@pytest.mark.parametrize("photo", ["coins", "nuclei"])
+def test_the_inverted_photo_gives_the_same_objects(photo):
+    img = coins() if photo == "coins" else make_hoc("nuclei", 3)[0]
+    a, b = photo_stats(img), photo_stats(255 - img)
+    assert (a.fg & b.fg).sum() / (a.fg | b.fg).sum() > 0.95
+    assert b.diameter == pytest.approx(a.diameter, rel=0.05)
+    ca, cb = candidates(a.fg, a.width), candidates(b.fg, b.width)
+    assert abs(len(ca) - len(cb)) <= 0.05 * len(ca) + 1
+
+
+def test_coins_foreground_and_candidates_match_the_hand_checked_gt():
+    gt = load_label_map(COINS_GT)
+    st = photo_stats(coins())
+    assert (st.fg & (gt > 0)).sum() / (st.fg | (gt > 0)).sum() > 0.9
+    hit = np.unique(gt[tuple(candidates(st.fg, st.width).T)])
+    assert len(hit[hit > 0]) >= 22, "a candidate on nearly every coin"
+
+
+def test_plate_lifts_every_object_and_layouts_follow_the_density():
+    sparse, _ = blobs(8.0, 8, size=200)
+    dense, _ = blobs(8.0, 60, size=200)
+    n_present = []
+    for img in (sparse, dense):
+        st = photo_stats(img)
+        pl = plate(img, st.fg, 2)
+        assert np.abs(pl[st.fg].astype(int) - 90).mean() < 20, "objects are inpainted with the backdrop"
+        scene = make_scene(img, st.fg, st.width, 24, 48)
+        batch = CompositeBatches(scene, 16, 24, 0, torch.device("cpu"))(0)
+        n_present.append(batch["present"].float().sum(1).mean().item())
+    assert n_present[1] > 3 * n_present[0], n_present
+
+
+def test_stacked_composition_equals_alpha_over():
+    torch.manual_seed(0)
+    A, M, B = torch.rand(2, 5, 3, 6, 6), torch.rand(2, 5, 1, 6, 6), torch.rand(2, 3, 6, 6)
+    M[0, 2] = 1.0
+    image, visible = compose(B, [(A[:, j], M[:, j]) for j in range(5)])
+    image2, visible2 = compose_stacked(B, A, M)
+    assert torch.allclose(image, image2, atol=1e-6) and torch.allclose(visible, visible2)
+
+
+@pytest.mark.parametrize("photo", ["flat", "noise"])
+def test_a_photo_without_objects_fails_with_a_reason(photo, tmp_path, one_thread):
+    rng = np.random.default_rng(0)
+    img = np.full((128, 128, 3), 128, np.uint8) if photo == "flat" else rng.integers(0, 256, (128, 128, 3), np.uint8)
+    Image.fromarray(img).save(tmp_path / "p.png")
+    with pytest.warns(RuntimeWarning, match="HOC run failed"):
+        m = run_hoc(make_config(HOCConfig, "smoke"), tmp_path / "p.png", tmp_path / "run", progress=False)
+    assert m["status"] == "failed" and "no objects stand out" in m["reason"] and m["advice"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run" / "instances.png").exists(), "no empty label map presented as a result"
+    with pytest.raises(SystemExit) as exit_code:
+        main(["train", "--task", "hoc", "--profile", "smoke", "--image", str(tmp_path / "p.png"),
+              "--out", str(tmp_path / "cli"), "--no-progress"])
+    assert exit_code.value.code == 1
+
+
+def test_16_bit_and_grey_photos_read_as_the_8_bit_one(tmp_path, one_thread):
+    img = coins()
+    Image.fromarray(img[..., 0].astype(np.uint16) * 257).save(tmp_path / "c16.png")  # 16-bit grey
+    Image.fromarray(img[..., 0]).save(tmp_path / "grey.png")
+    ref = photo_stats(img).diameter
+    for name in ("c16.png", "grey.png"):
+        assert np.array_equal(load_image(tmp_path / name), img)
+        assert photo_stats(load_image(tmp_path / name)).diameter == pytest.approx(ref, rel=1e-6)
+    m = run_hoc(make_config(HOCConfig, "smoke"), tmp_path / "c16.png", tmp_path / "run", progress=False)
+    assert m["image"].endswith("c16.png") and m["instance_size"] == pytest.approx(ref, rel=1e-6)
+    assert (tmp_path / "run" / "image.png").is_file() and (tmp_path / "run" / "run.json").is_file()
+
+
+def test_foreground_is_empty_on_a_flat_photo():
+    assert not foreground(np.full((64, 64, 3), 77, np.uint8)).any()
