@@ -15,7 +15,7 @@ RUN ?= $(PROFILE)
 RUN_DIR := runs/$(RUN)
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
-.PHONY: help setup run-all lint test notebooks bench lab clean
+.PHONY: help setup run-all lint test notebooks bench report browser-check lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,11 +50,17 @@ test: $(STAMP) lint ## lint, then pytest on tests/ and nbval on notebooks/ (smok
 	rm -rf runs/nbval
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 INDPRIOR_RUN_ROOT=$(abspath runs/nbval) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
 
-notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb in the smoke profile and store their outputs (NB=... for some)
-	OMP_NUM_THREADS=1 $(PY) tools/refresh_notebooks.py $(NB)
+notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb (PROFILE, default cpu) and store their outputs (NB=... for some)
+	$(PY) tools/refresh_notebooks.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu) $(NB)
 
 bench: $(STAMP) ## speed / memory benchmarks -> table + bench/results.json
 	$(PY) bench/run.py
+
+report: $(STAMP) ## docs/results.md and docs/figures/ from the runs under runs/ and the HOC suite results
+	$(PY) -m indprior report --runs runs $(foreach f,$(wildcard bench/hoc_suite/*.jsonl),--suite $(f)) --out docs/results.md
+
+browser-check: $(STAMP) ## notebook 04's explorer in headless Chromium (needs: apt-get install -y chromium); RUN_DIR=, HOC_RUN_DIR=
+	$(PY) tools/check_explorer_in_browser.py $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(HOC_RUN_DIR),--hoc-run-dir $(HOC_RUN_DIR))
 
 lab: $(STAMP) ## start JupyterLab on the venv kernel
 	$(VENV)/bin/jupyter lab notebooks

@@ -22,6 +22,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from indprior.report import suite_summary
+
 HERE = Path(__file__).resolve().parent
 KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", "coins")
 FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
@@ -56,25 +58,6 @@ def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace)
             "ws_ap50": ws.get("ap50"), "ws_count_error": ws.get("count_error")}
 
 
-def _mean(rows: list[dict], key: str) -> float:
-    return sum((r.get(key) or 0.0) for r in rows) / len(rows)
-
-
-def summarize(rows: list[dict]) -> str:
-    """Markdown: per kind, mean and worst F1 (a failed run counts as 0), watershed, seconds, count error."""
-    lines = ["| kind | runs | F1 mean | F1 worst | AP50 mean | AP mean | |count error| mean | failed | "
-             "watershed F1 mean | seconds mean | peak RSS MB |", "|" + "---|" * 11]
-    for kind in [k for k in KINDS if any(r["kind"] == k for r in rows)]:
-        rs = [r for r in rows if r["kind"] == kind]
-        f1 = [r.get("f1") or 0.0 for r in rs]
-        cerr = sum(abs(r.get("count_error") or 0) for r in rs) / len(rs)
-        failed = sum(r.get("status") != "ok" for r in rs)
-        lines.append(f"| {kind} | {len(rs)} | {sum(f1) / len(f1):.3f} | {min(f1):.3f} | {_mean(rs, 'ap50'):.3f} | "
-                     f"{_mean(rs, 'ap'):.3f} | {cerr:.1f} | {failed} | {_mean(rs, 'ws_f1'):.3f} | {_mean(rs, 'seconds'):.0f} | "
-                     f"{max(r.get('rss_mb') or 0 for r in rs)} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kinds", default=",".join(KINDS))
@@ -88,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summarize", default=None, help="only print the summary of this results file")
     args = ap.parse_args(argv)
     if args.summarize:
-        print(summarize([json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]))
+        print(suite_summary([json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]))
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       "seconds")}), flush=True)
             done.append(row)
     rows = [r for r in done if r["profile"] == args.profile and r["set"] == args.set]
-    table = summarize(rows)
+    table = suite_summary(rows)
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
 

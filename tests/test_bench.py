@@ -113,3 +113,22 @@ def test_sweep_past_its_deadline_starts_nothing_and_bad_grids_are_named(tmp_path
         bad = subprocess.run([sys.executable, str(SWEEP), str(grid), "--out", str(tmp_path / "x")],
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode != 0 and str(grid) in bad.stderr and expected in bad.stderr, bad.stderr
+
+
+def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
+    """bench/hoc_suite.py: one smoke run of one kind becomes a JSON line and a per-kind table; a second call
+    finds it done and runs nothing."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "hoc_suite.py"
+    out = tmp_path / "suite.jsonl"
+    cmd = [sys.executable, str(script), "--profile", "smoke", "--kinds", "dark_on_light", "--image-seeds", "3",
+           "--train-seeds", "0", "--jobs", "1", "--out", str(out), "--runs", str(tmp_path / "runs")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["kind"] == "dark_on_light" and rows[0]["status"] in ("ok", "failed")
+    assert rows[0]["count_gt"] > 0 and rows[0]["ws_f1"] is not None and rows[0]["rss_mb"] > 0
+    table = out.with_suffix(".md").read_text()
+    assert table.startswith("| kind | runs | F1 mean | F1 worst") and "| dark_on_light | 1 |" in table
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0 and len(out.read_text().splitlines()) == 1, "a finished run is not run again"

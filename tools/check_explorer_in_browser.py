@@ -1,18 +1,21 @@
 #!/usr/bin/env python
 """Check notebook 04's explorer in a real browser: JupyterLab + headless Chromium, driven over DevTools.
 
-    apt-get install -y chromium                                   # once
-    .venv/bin/python tools/check_explorer_in_browser.py           # ~1 min on 2 cores -> runs/browser_check/
+    apt-get install -y chromium                                   # once (Debian's package; no download at run time)
+    make browser-check                                            # smoke runs of its own -> runs/browser_check/
+    make browser-check RUN_DIR=runs/cpu/02_training HOC_RUN_DIR=runs/cpu/03_hoc_one_shot   # the runs you care about
 
 Why not nbconvert's HTML with embedded widget state: the embed manager's JS comes from unpkg.com (offline
 here), and an embedded widget has no kernel, so moving the threshold could not re-threshold anything.
 
 What it does: copies the notebook into a temp folder (the committed one is never touched; `../.cache` links
-to the repo's), starts JupyterLab (smoke profile, INDPRIOR_HEADLESS unset, so widgets are shown) and
-Chromium, runs all cells, then acts as a user would: ticks "difference", picks the best image, presses
-ArrowRight four times on the threshold slider, picks a HOC instance. Each step must change the explorer's
-title (browser -> kernel -> browser). Writes explorer_initial.png, explorer_after_interaction.png,
-explorer_hoc.png, states.json (the titles) and the lab / chromium logs; exits non-zero on a timeout.
+to the repo's), points its parameters at --run-dir / --hoc-run-dir when given (else the notebook trains
+seconds-long smoke runs of its own), starts JupyterLab (INDPRIOR_HEADLESS unset, so widgets are shown) and
+Chromium, runs all cells, then works each control on its own as a user would: the GT, prediction and
+difference toggles (each must change the shown image), the image dropdown (the best image), the threshold
+slider (four ArrowRight presses: the title must say 0.70), and the HOC instance picker. Every step must come
+back from the kernel (browser -> kernel -> browser). Writes a screenshot per step, states.json (what each step
+showed) and the lab / chromium logs; exits non-zero on a timeout.
 """
 from __future__ import annotations
 
@@ -37,6 +40,13 @@ PANEL = "[...jupyterapp.shell.widgets('main')].find(w => w.sessionContext)"
 KERNEL = f"{PANEL}.sessionContext.session.kernel"
 EXPLORERS = "[...document.querySelectorAll('.jp-OutputArea-output .widget-vbox')].filter(e => e.querySelector('img'))"
 TITLE = f"({EXPLORERS})[0].querySelector('.widget-html-content').innerText"
+IMAGE = f"({EXPLORERS})[0].querySelector('img').src"
+
+
+def checkbox(name: str) -> str:
+    """JS: the input of explorer 0's checkbox labelled `name`."""
+    return (f"[...({EXPLORERS})[0].querySelectorAll('.widget-checkbox')].find(e => e.innerText.includes('{name}'))"
+            ".querySelector('input')")
 
 
 def select_last(which: int, index: str) -> str:
@@ -97,8 +107,16 @@ async def check(page: Page, notebook: str, port: int, timeout: float) -> dict[st
     await page.js("[...document.querySelectorAll('.jp-toast-button')].filter(b => b.innerText == 'No').forEach(b => b.click())")
     await page.shot("explorer_initial.png", scroll_to=0)
     states = {"initial": await page.js(TITLE)}
-    await page.js(f"[...({EXPLORERS})[0].querySelectorAll('.widget-checkbox')]"
-                  ".find(e => e.innerText.includes('difference')).querySelector('input').click()")
+    for name in ("GT", "prediction", "difference"):  # each toggle on its own must change the picture
+        before = await page.js(IMAGE)
+        await page.js(f"{checkbox(name)}.click()")
+        await page.wait(f"{IMAGE} !== {json.dumps(before)}", 60, f"the picture to change when '{name}' is toggled")
+        states[f"toggled {name}"] = f"picture changed; checkbox now {await page.js(checkbox(name) + '.checked')}"
+        await page.shot(f"explorer_toggle_{name}.png", scroll_to=0)
+        if name != "difference":  # back to the default view
+            before = await page.js(IMAGE)
+            await page.js(f"{checkbox(name)}.click()")
+            await page.wait(f"{IMAGE} !== {json.dumps(before)}", 60, f"the picture to change back ('{name}')")
     await page.js(select_last(0, "s.options.length - 1"))  # the dropdown is sorted worst first
     await page.wait(f"{TITLE} !== {json.dumps(states['initial'])} && {TITLE}.includes('FP')", 60, "the best image, difference on")
     states["best image, difference on"] = await page.js(TITLE)
@@ -116,6 +134,19 @@ async def check(page: Page, notebook: str, port: int, timeout: float) -> dict[st
     return states
 
 
+def copy_notebook(src: Path, dst: Path, run_dir: Path | None, hoc_run_dir: Path | None) -> None:
+    """The notebook with its parameters pointed at the given runs (absolute paths: lab runs it elsewhere)."""
+    import nbformat
+    nb = nbformat.read(src, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    for name, value in (("run_dir", run_dir), ("hoc_run_dir", hoc_run_dir)):
+        if value is not None:
+            if not value.is_dir():
+                raise SystemExit(f"--{name.replace('_', '-')} {value}: no such run folder")
+            cell.source += f"\n{name} = {str(value.resolve())!r}  # set by check_explorer_in_browser.py"
+    nbformat.write(nb, dst)
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--notebook", type=Path, default=ROOT / "notebooks" / "04_mask_visualization.ipynb")
@@ -123,11 +154,13 @@ async def main() -> int:
     ap.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")
     ap.add_argument("--port", type=int, default=8899)
     ap.add_argument("--timeout", type=float, default=300, help="seconds for lab to start and for run-all")
+    ap.add_argument("--run-dir", type=Path, default=None, help="a task-1 run folder (default: a smoke run of its own)")
+    ap.add_argument("--hoc-run-dir", type=Path, default=None, help="a HOC run folder (default: a smoke run of its own)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="explorer_check."))
     (work / "notebooks").mkdir()
-    shutil.copy(args.notebook, work / "notebooks" / args.notebook.name)
+    copy_notebook(args.notebook, work / "notebooks" / args.notebook.name, args.run_dir, args.hoc_run_dir)
     (work / ".cache").symlink_to(ROOT / ".cache", target_is_directory=True)  # cwd notebooks/: ../.cache/data
     env = {k: v for k, v in os.environ.items() if k != "INDPRIOR_HEADLESS"}
     env.update(INDPRIOR_PROFILE="smoke", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")

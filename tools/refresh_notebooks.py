@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Re-run the workbook's notebooks in the smoke profile and store their outputs, minus the noise.
+"""Re-run the workbook's notebooks and store their outputs, minus the noise (`make notebooks`).
 
-    .venv/bin/python tools/refresh_notebooks.py                              # every notebooks/NN_*.ipynb
-    .venv/bin/python tools/refresh_notebooks.py notebooks/02_training.ipynb  # just these
+    .venv/bin/python tools/refresh_notebooks.py                                   # every notebook, cpu profile
+    .venv/bin/python tools/refresh_notebooks.py --profile smoke                   # seconds: a quick check
+    .venv/bin/python tools/refresh_notebooks.py notebooks/02_training.ipynb       # just these
 
-Why: the committed notebooks carry the outputs of a small, deterministic smoke run, so a reader sees
-figures without running anything and nbval (`make test`) has reference outputs to compare.
+Why: the committed notebooks carry the outputs of a real run (the `cpu` profile), so a reader sees what the
+method does without running anything; nbval (`make test`, smoke profile) compares the cells marked
+`# NBVAL_CHECK_OUTPUT`, whose outputs do not depend on the profile.
 
-Each notebook is executed by papermill (kernel `indprior`, cwd `notebooks/`, INDPRIOR_PROFILE=smoke,
-on the CPU) into a temp file, with `out_dir` / `run_root` inside a fresh temp folder: runs resume from
-checkpoints, so a stale run under runs/ must not leak into the stored outputs. Then the noise is
+Each notebook is executed by papermill (kernel `indprior`, cwd `notebooks/`, INDPRIOR_PROFILE=<profile>,
+on the CPU) into a temp file, with `out_dir` / `run_root` inside one fresh temp folder shared by the notebooks
+(so 04 and 05 reuse the runs of 02 and 03, as in `make run-all`): a stale run under runs/ must not leak into
+the stored outputs. Then the noise is
 stripped (papermill metadata, execution timings, the injected-parameters cell, empty tags, widget
 state, the Python version), execution counts are renumbered 1..n (nbval skips cells without one), and
 the notebook is replaced atomically. A notebook that fails is left as it was; the script goes on with
@@ -81,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to refresh (default: every notebooks/NN_*.ipynb)")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"))
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
-    os.environ["INDPRIOR_PROFILE"] = "smoke"  # the kernel inherits it: config.default_profile() -> smoke
+    os.environ["INDPRIOR_PROFILE"] = args.profile  # the kernel inherits it: config.default_profile()
     os.environ["INDPRIOR_HEADLESS"] = "1"  # explore.show(): static figures, no widget state in stored outputs
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU: the stored outputs must not depend on the refresher's GPU
     show = lambda p: p.relative_to(ROOT) if p.is_relative_to(ROOT) else p

@@ -65,6 +65,13 @@ def segment(args: argparse.Namespace, ap: argparse.ArgumentParser) -> dict[str, 
     ap.error(f"--run {run}: neither a task-1 run (checkpoint.pt) nor a HOC run (run.json)")
 
 
+def _report_parser(sub: Any) -> None:
+    ap = sub.add_parser("report", help="build docs/results.md (and docs/figures/) from finished runs")
+    ap.add_argument("--runs", default="runs", help="the folder holding the runs (searched for metrics.json)")
+    ap.add_argument("--suite", action="append", default=[], help="a bench/hoc_suite results file (repeatable)")
+    ap.add_argument("--out", default="docs/results.md")
+
+
 def train(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run the experiment `args.task` names; returns its metrics."""
     common = dict(resume=not args.no_resume, progress=not args.no_progress)
@@ -89,7 +96,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sub = ap.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _segment_parser(sub)
+    _report_parser(sub)
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "report":
+        from pathlib import Path
+
+        from .report import write_report
+        return {"report": str(write_report(args.runs, [Path(p) for p in args.suite], args.out))}
     if args.command == "segment":
         return _finish(segment(args, ap))
     try:

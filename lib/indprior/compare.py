@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +24,7 @@ from tqdm.auto import tqdm
 from .baselines import grabcut_box, grabcut_refine, otsu_watershed
 from .core import config as C
 from .core.files import atomic_write_text, write_json
-from .core.runtime import resolve_device
+from .core.runtime import cpu_model, hardware, provenance, resolve_device  # noqa: F401 - re-exported
 from .core.trainer import CHECKPOINT, load_checkpoint
 from .data.cub import CubDataset
 from .data.datasets import open_dataset
@@ -41,20 +39,6 @@ COLUMNS = ("method", "eval", "acc", "iou_mean", "iou_pooled", "train_seconds", "
 BOX = "box-constrained"
 BEST_SIDE = "best of mask or complement (uses GT)"
 OPENCV = "cpu (OpenCV)"
-
-
-def cpu_model() -> str:
-    """'<model name> (<n> logical cores)' from /proc/cpuinfo, else what `platform` knows."""
-    names = []
-    if os.path.isfile("/proc/cpuinfo"):
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-    return f"{names[0]} ({len(names)} logical cores)" if names else (platform.processor() or platform.machine())
-
-
-def hardware() -> str:
-    """CPU model and torch threads (and the GPU, if any): every timing table names its machine."""
-    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{cpu_model()}, torch {torch.get_num_threads()} threads{gpu}"
 
 
 def grabcut_run(dataset_spec: str, out_dir: str | Path, cache_dir: str | Path = ".cache/data", *, iters: int = 5,
@@ -83,6 +67,7 @@ def grabcut_run(dataset_spec: str, out_dir: str | Path, cache_dir: str | Path = 
                                "infer_seconds": round(seconds, 2), "infer_images_per_s": len(ds) / max(seconds, 1e-9)}
     if gts:
         metrics.update(foreground_summary(preds, gts), whole_box=foreground_summary(boxes, gts))
+    metrics["provenance"] = provenance()
     write_json(out_dir / "metrics.json", metrics)
     return metrics
 

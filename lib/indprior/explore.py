@@ -190,6 +190,17 @@ def _task1_widget(run: Task1Run, side: int) -> Explorer:
     return box
 
 
+def summary_markdown(run: Task1Run, metrics: dict[str, Any]) -> str:
+    """Notebook 04's headline: the run's per-image IoU distribution (GAN masks at 0.5), from the masks themselves."""
+    ious = run.ious[np.isfinite(run.ious)]
+    if not len(ious):
+        return f"**{len(run.ious)} test images without GT**: nothing to score."
+    box = metrics.get("whole_box_iou_mean")
+    below = "" if box is None else f"; {np.mean(ious < box):.0%} of the images score below the whole box ({box:.3f})"
+    return (f"**{len(ious)} test images** (the GAN's EMA provider, threshold 0.5): IoU mean {ious.mean():.3f}, median "
+            f"{np.median(ious):.3f}, worst {ious.min():.3f}, best {ious.max():.3f}{below}.")
+
+
 # ----------------------------------------------------------------------------- HOC
 @dataclass
 class HOCRun:

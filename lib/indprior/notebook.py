@@ -9,6 +9,7 @@ Notebooks run from `notebooks/` (JupyterLab, papermill, nbval): the cache and ru
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .core.config import default_profile
+from .core.runtime import COMMAND_ENV, commit
 from .data.images import COINS_GT, coins, load_image, load_label_map
 from .viz import save_figure
 
@@ -53,7 +55,8 @@ def setup(name: str, profile: str | None = None, out_dir: str | Path | None = No
     root = Path(run_root or os.environ.get(RUN_ROOT_ENV) or f"../runs/interactive/{profile}")
     nb = Notebook(name, profile, root, Path(out_dir or root / name))
     nb.out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"{name}: profile={profile}  out_dir={nb.out_dir}")
+    os.environ[COMMAND_ENV] = f"notebooks/{name}.ipynb (profile {profile})"  # what metrics.json records as the command
+    print(f"{name}: profile={profile}, commit {commit() or 'unknown'}; out_dir={nb.out_dir.name}")
     return nb
 
 
@@ -66,3 +69,16 @@ def hoc_photo(image: str | Path | None = None, gt_instances: str | Path | None =
         img = load_image(image)
     gt = None if gt_instances is None else load_label_map(gt_instances, expected_shape=img.shape[:2])
     return img, gt
+
+
+def data_summary(dataset: str, train: Sequence[Any], test: Sequence[Any], hoc_img: np.ndarray,
+                 hoc_lab: np.ndarray | None) -> str:
+    """Notebook 00's headline: the two inputs in numbers, computed from the data themselves."""
+    s = test[0] if len(test) else train[0]
+    fills = [float(x.mask.sum() / (x.box[2] * x.box[3])) for x in (test[i] for i in range(min(len(test), 60)))
+             if x.mask is not None]
+    fill = f"objects fill {np.mean(fills):.2f} of their box on average (the whole box's IoU)" if fills else "no GT masks"
+    n_hoc = "no GT" if hoc_lab is None else f"{len(np.unique(hoc_lab[hoc_lab > 0]))} GT instances"
+    return (f"**Task 1**: `{dataset}`: {len(train)} train + {len(test)} test images, e.g. {s.image.shape[1]}x"
+            f"{s.image.shape[0]} px, one box each; {fill}.  \n**Task 2**: one photo, {hoc_img.shape[1]}x"
+            f"{hoc_img.shape[0]} px, {n_hoc}.")

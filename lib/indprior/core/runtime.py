@@ -1,8 +1,13 @@
 """Where and how tensors run: the device, seeds and RNG states, bf16 autocast, torch.compile with a fallback."""
 from __future__ import annotations
 
+import os
+import platform
 import random
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -72,3 +77,41 @@ class CompiledOrEager:
                               RuntimeWarning, stacklevel=2)
                 self.failed = True
         return self.module(*args, **kwargs)
+
+
+def cpu_model() -> str:
+    """'<model name> (<n> logical cores)' from /proc/cpuinfo, else what `platform` knows."""
+    names = []
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    return f"{names[0]} ({len(names)} logical cores)" if names else (platform.processor() or platform.machine())
+
+
+def hardware() -> str:
+    """CPU model and torch threads (and the GPU, if any): every timing table names its machine."""
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu_model()}, torch {torch.get_num_threads()} threads{gpu}"
+
+
+def commit() -> str | None:
+    """The git commit of the code that runs (with '+dirty' when it has uncommitted changes); None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here.parent,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+COMMAND_ENV = "INDPRIOR_COMMAND"  # set by notebook.setup: a kernel's own argv says nothing useful
+
+
+def provenance() -> dict[str, str | None]:
+    """What made a result, for metrics.json: the commit, the command (or notebook), the machine, torch."""
+    command = os.environ.get(COMMAND_ENV) or " ".join(["python", *sys.argv]) or None
+    return {"commit": commit(), "command": command, "hardware": hardware(), "torch": torch.__version__}

@@ -9,6 +9,7 @@
     windows     box windows of a split and masks pasted back into images (task 1, ReDO)
 """
 from .cub import CubDataset, Sample, clip_box, resolve_dataset
+from .datasets import Subset, open_dataset, split_off
 from .images import (
                      COINS_GT,
                      DataError,
@@ -26,7 +27,7 @@ from .synth_cub import make_synthetic_cub
 from .synth_hoc import make_synthetic_hoc
 from .windows import PastedMasks, WindowSet, mask_file, paste_mask, prepare_windows, save_masks, window_rect
 
-__all__ = ["CubDataset", "Sample", "clip_box", "resolve_dataset", "COINS_GT", "DataError", "ImageCrops", "border_mean",
+__all__ = ["CubDataset", "Sample", "clip_box", "resolve_dataset", "Subset", "open_dataset", "split_off", "COINS_GT", "DataError", "ImageCrops", "border_mean",
            "check_rgb", "coins", "load_image", "load_label_map", "save_png_atomic", "to_float", "to_uint8",
            "make_synthetic_cub", "make_synthetic_hoc", "PastedMasks", "WindowSet", "mask_file", "paste_mask",
            "prepare_windows", "save_masks", "window_rect"]

@@ -43,8 +43,12 @@ class HOCConfig:
     lambda_area: float = 1.0
     lambda_bin: float = 0.5  # binarisation: soft masks draw unlabelled "ghosts"
     lambda_div: float = 0.02  # mode-seeking diversity term (Mao et al. 2019); 0 = off
+    min_width: float = 0.0  # elongated objects: the rescaled photo keeps them at least this many px wide (0 = off)
     window_extent: float = 1.4  # copypaste: cut-out window side in object lengths
+    reach: float = 0.7  # copypaste: a mask is zero further than this many object lengths from its window's centre
     max_objects: int = 24  # copypaste: places per composite at most (a dense crop's layout is cut there)
+    keep_layout: float = 0.5  # copypaste: in the segmenter's composites, the chance that a place keeps the object
+    # that stands there in the photo, in its own pose (the photo's own arrangements, e.g. rods side by side)
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
@@ -83,11 +87,12 @@ class HOCConfig:
                                          "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base",
                                          "seg_levels", "tile", "log_every", "max_objects", "mask_base",
                                          "mask_levels"),
-                       non_negative=("area_eta", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
+                       non_negative=("area_eta", "min_width", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
                                      "border", "ckpt_every", "sample_every", "area_min", "lambda_edge", "collapse_patience",
                                      "collapse_check_every", "collapse_until", "max_restarts"),
-                       unit=("ema_decay", "min_visible"),
-                       positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma"))
+                       unit=("ema_decay", "min_visible", "keep_layout"),
+                       positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",
+                                 "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy import ndimage as ndi
+from skimage.measure import regionprops
 from torch.autograd.profiler import record_function
 
 from ..core.runtime import autocast_enabled
@@ -30,7 +33,8 @@ from .cutouts import CompositeBatches, CutoutScene
 class CopyPasteGAN:
     """Method object for `core.trainer.Trainer`: mask net (+ EMA) and critic; phases Dmain, Gmain."""
 
-    def __init__(self, cfg: HOCConfig, scene: CutoutScene, obj_frac: float, device: torch.device | str = "cpu"):
+    def __init__(self, cfg: HOCConfig, scene: CutoutScene, obj_frac: float, device: torch.device | str = "cpu",
+                 length: float | None = None):
         self.cfg, self.scene, self.device = cfg, scene, torch.device(device)
         self.obj_frac = obj_frac  # a typical object's area / the window's area
         p = scene.window
@@ -40,7 +44,8 @@ class CopyPasteGAN:
         self.opt_g = torch.optim.Adam(self.mask_net.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
         yy, xx = torch.meshgrid(torch.arange(p) + 0.5, torch.arange(p) + 0.5, indexing="ij")
-        disc = (torch.hypot(yy - p / 2, xx - p / 2) <= p / 2).float()  # the instance lies around the centre
+        reach = min(p / 2, cfg.reach * length) if length else p / 2  # a mask never reaches further from the centre
+        disc = (torch.hypot(yy - p / 2, xx - p / 2) <= reach).float()  # one object, about a typical one's size
         self.prior = disc[None, None].to(self.device)  # 1 1 P P
         self.amp = autocast_enabled(self.device, cfg.amp, cfg.amp_cpu)
 
@@ -106,6 +111,28 @@ class CopyPasteGAN:
             out = self.compose(batch, net)
         out = {k: v.float() for k, v in out.items()}
         return {**out, "labels": label_map(out["visible"])}
+
+
+@torch.no_grad()
+def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
+    """Indices of the cut-outs whose (EMA) mask looks like ONE object: one connected blob (at 0.5) whose area,
+    width and length are within `tolerance` x (and area above 1 / tolerance^2 x) those of a typical object
+    (`width`, `length` in window px). A window centred between touching objects can learn a mask over several
+    of them (a cluster pasted elsewhere still looks real); as one label it would teach the segmenter to merge,
+    so the labelled-data factory draws only from these. All cut-outs when fewer than 5 qualify."""
+    keep = []
+    for s in range(0, gan.scene.n, 64):
+        idx = torch.arange(s, min(s + 64, gan.scene.n), device=gan.device)
+        masks = (gan.masks(idx, gan.ema.module)[1][:, 0] > 0.5).cpu().numpy()  # n P P
+        for i, mask in zip(idx.tolist(), masks):
+            parts = regionprops(mask.astype(np.uint8))
+            if len(parts) != 1 or ndi.label(mask)[1] != 1:
+                continue
+            p, area = parts[0], mask.mean() / gan.obj_frac
+            if (tolerance**-2 <= area <= tolerance and p.axis_minor_length <= tolerance * width
+                    and p.axis_major_length <= tolerance * length):
+                keep.append(i)
+    return np.array(keep) if len(keep) >= 5 else np.arange(gan.scene.n)
 
 
 def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible: float, start: int = 10**6):

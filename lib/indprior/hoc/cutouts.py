@@ -22,10 +22,12 @@ from skimage.feature import peak_local_max
 from ..data.images import to_float
 
 
-def candidates(fg: np.ndarray, width: float, spacing: float = 0.5) -> np.ndarray:
-    """n 2 (row, col) object centres: maxima of the foreground's scale-normalised Laplacian of Gaussian at
-    sigma = width / (2 sqrt 2), at least `spacing` x width/2 apart, inside the foreground."""
-    r = max(1.0, width / 2)
+def candidates(fg: np.ndarray, width: float, length: float | None = None, spacing: float = 0.5) -> np.ndarray:
+    """n 2 (row, col) object centres: maxima of the foreground's scale-normalised Laplacian of Gaussian at the
+    object scale (sigma = d / (2 sqrt 2), d = the width, or sqrt(width x length) for elongated objects, whose
+    ridge would otherwise give a peak per width), at least `spacing` x d/2 apart, inside the foreground."""
+    d = width if length is None or length < 1.5 * width else float(np.sqrt(width * length))
+    r = max(1.0, d / 2)
     s = max(1.0, r / np.sqrt(2))
     resp = -ndi.gaussian_laplace(fg.astype(np.float32), s) * s * s
     return peak_local_max(resp, min_distance=max(1, int(spacing * r)), threshold_abs=0.05, labels=fg.astype(np.int32),
@@ -68,10 +70,10 @@ class CutoutScene:
         return len(self.centres)
 
 
-def make_scene(image: np.ndarray, fg: np.ndarray, width: float, window: int, crop: int,
+def make_scene(image: np.ndarray, fg: np.ndarray, width: float, length: float, window: int, crop: int,
                device: torch.device | str = "cpu") -> CutoutScene:
-    """Candidates, plate and cut-out windows of the rescaled photo (`width`: the typical object width, px)."""
-    centres = candidates(fg, width)
+    """Candidates, plate and cut-out windows of the rescaled photo (typical object width and length, px)."""
+    centres = candidates(fg, width, length)
     if len(centres) < 2:
         raise ValueError(f"found {len(centres)} object candidate(s) in the foreground; a cluster photo has many")
     grow = max(1, int(round(0.1 * width)))
@@ -83,30 +85,39 @@ def make_scene(image: np.ndarray, fg: np.ndarray, width: float, window: int, cro
 
 class CompositeBatches:
     """Per step: real crops, plate crops, and layouts (candidate positions of other real crops) with a random
-    cut-out, rotation and flip for every place. Seeded by step, so a resumed run sees the same batches."""
+    cut-out, rotation and flip for every place. Seeded by step, so a resumed run sees the same batches.
 
-    def __init__(self, scene: CutoutScene, batch_size: int, max_objects: int, seed: int, device: torch.device):
+    `pool`: the cut-outs that may be drawn (default: all). `keep`: the chance that a place keeps the object that
+    stands there in the photo, in its own pose, over the plate of that very crop (the labelled-data factory uses
+    it, so the segmenter also sees the photo's own arrangements, e.g. rods side by side); 0 for the GAN."""
+
+    def __init__(self, scene: CutoutScene, batch_size: int, max_objects: int, seed: int, device: torch.device,
+                 pool: np.ndarray | None = None, keep: float = 0.0):
         self.s, self.b, self.k, self.seed, self.device = scene, batch_size, max_objects, seed, device
+        self.pool = np.arange(scene.n) if pool is None else np.asarray(pool)
+        self.keep, self.in_pool = keep, np.isin(np.arange(scene.n), self.pool)
         h, w = scene.image.shape[:2]
         if min(h, w) < scene.crop:
             raise ValueError(f"the rescaled photo ({h}x{w}) is smaller than a {scene.crop} px crop")
         self.image = to_float(torch.from_numpy(scene.image.copy()).permute(2, 0, 1)).to(device)  # 3 h w
         self.plate = to_float(torch.from_numpy(scene.plate.copy()).permute(2, 0, 1)).to(device)
 
-    def _crops(self, src: torch.Tensor, ys: np.ndarray, xs: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    def _crops(self, src: torch.Tensor, ys: np.ndarray, xs: np.ndarray, rng: np.random.Generator,
+               flips: bool = True) -> torch.Tensor:
         c = self.s.crop
         out = torch.stack([src[:, y:y + c, x:x + c] for y, x in zip(ys, xs)])  # b 3 c c
-        flip = torch.from_numpy(rng.random(len(ys)) < 0.5).to(src.device)[:, None, None, None]
+        flip = torch.from_numpy((rng.random(len(ys)) < 0.5) & flips).to(src.device)[:, None, None, None]
         return torch.where(flip, out.flip(3), out)
 
-    def _layout(self, y: int, x: int, rng: np.random.Generator) -> np.ndarray:
-        """Centres of the candidates that reach into the crop at (y, x), in the crop's [-1, 1] coordinates."""
+    def _layout(self, y: int, x: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The candidates that reach into the crop at (y, x): their centres in the crop's [-1, 1] coordinates
+        (x, y) and their indices, in a random depth order."""
         c, half = self.s.crop, self.s.window / 2
         rel = self.s.centres - np.array([y, x])
-        inside = np.all((rel > -half) & (rel < c + half), axis=1)
-        pos = (rel[inside][:, ::-1] + 0.5) / c * 2 - 1  # n 2 as (x, y), pixel centres
-        rng.shuffle(pos)  # depth order: random
-        return pos[: self.k]
+        which = np.nonzero(np.all((rel > -half) & (rel < c + half), axis=1))[0]
+        rng.shuffle(which)
+        which = which[: self.k]
+        return rel[which][:, ::-1] / c * 2 - 1, which  # a window centred on pixel y spans y - P/2 .. y + P/2
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -114,14 +125,18 @@ class CompositeBatches:
         c, b, k = self.s.crop, self.b, self.k
         pick = lambda: (rng.integers(0, h - c + 1, b), rng.integers(0, w - c + 1, b))  # noqa: E731
         real = self._crops(self.image, *pick(), rng)
-        background = self._crops(self.plate, *pick(), rng)
-        ly, lx = pick()
-        pos, present = np.zeros((b, k, 2), np.float32), np.zeros((b, k), bool)
+        plate_at = pick()
+        ly, lx = plate_at if self.keep > 0 else pick()  # kept objects stand over the plate of their own crop
+        background = self._crops(self.plate, *plate_at, rng, flips=self.keep == 0)
+        pos, present, here = np.zeros((b, k, 2), np.float32), np.zeros((b, k), bool), np.full((b, k), -1)
         for i in range(b):
-            p = self._layout(int(ly[i]), int(lx[i]), rng)
-            pos[i, : len(p)], present[i, : len(p)] = p, True
-        idx = rng.integers(0, self.s.n, (b, k))
-        return {"real": real, "background": background, "pos": torch.from_numpy(pos).to(self.device),
-                "present": torch.from_numpy(present).to(self.device), "idx": torch.from_numpy(idx).to(self.device),
-                "rotation": torch.from_numpy(rng.uniform(-np.pi, np.pi, (b, k)).astype(np.float32)).to(self.device),
-                "flip": torch.from_numpy(np.where(rng.random((b, k)) < 0.5, -1.0, 1.0).astype(np.float32)).to(self.device)}
+            p, which = self._layout(int(ly[i]), int(lx[i]), rng)
+            pos[i, : len(p)], present[i, : len(p)], here[i, : len(p)] = p, True, which
+        idx = self.pool[rng.integers(0, len(self.pool), (b, k))]
+        rotation = rng.uniform(-np.pi, np.pi, (b, k)).astype(np.float32)
+        flip = np.where(rng.random((b, k)) < 0.5, -1.0, 1.0).astype(np.float32)
+        kept = (rng.random((b, k)) < self.keep) & (here >= 0) & self.in_pool[np.maximum(here, 0)]
+        idx, rotation, flip = np.where(kept, here, idx), np.where(kept, 0.0, rotation), np.where(kept, 1.0, flip)
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
+        return {"real": real, "background": background, "pos": t(pos), "present": t(present), "idx": t(idx),
+                "rotation": t(rotation.astype(np.float32)), "flip": t(flip.astype(np.float32))}

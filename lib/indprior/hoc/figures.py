@@ -16,7 +16,7 @@ def scale_figure(img: np.ndarray, cfg: HOCConfig | None = None) -> Figure:
     """Photo | foreground | centres with discs of the measured width | plate | the inverted photo's foreground."""
     st, inv = photo_stats(img), photo_stats(255 - img)
     width = float(cfg.instance_size) * st.width / st.diameter if cfg is not None and cfg.instance_size else st.width
-    pts = candidates(st.fg, width)
+    pts = candidates(st.fg, width, st.length * width / st.width)
     yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
     discs = np.zeros(img.shape[:2], bool)
     for y, x in pts:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..baselines import otsu_watershed
+from ..core.runtime import provenance
 from ..data.images import save_png_atomic, to_uint8
 from ..metrics import instance_scores
 from ..viz import overlay_instances
@@ -57,7 +58,8 @@ def finish(facts: dict[str, Any], status: dict[str, str], labels: np.ndarray | N
     t = time.perf_counter()
     baseline = otsu_watershed(img)
     return {"task": "hoc", **status, **facts, **scores(labels, gt), "seconds": round(seconds, 1),
-            "baseline_watershed": {**scores(baseline, gt), "seconds": round(time.perf_counter() - t, 1)}}
+            "baseline_watershed": {**scores(baseline, gt), "seconds": round(time.perf_counter() - t, 1)},
+            "provenance": provenance()}
 
 
 def appearance_match(sampler: Callable[[int], tuple[torch.Tensor, torch.Tensor]], img: np.ndarray,

@@ -29,15 +29,12 @@ from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..viz import overlay_instances
 from .config import HOCConfig
-from .copypaste import CopyPasteGAN, composite_sampler, object_fraction
+from .copypaste import CopyPasteGAN, composite_sampler, object_fraction, single_object_cutouts
 from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import PhotoStats, photo_stats
-from .segment import (
-    segment_photo,
-    segment_rescaled,  # noqa: F401 - re-exported: notebooks call hoc.segment_rescaled
-)
+from .segment import rescale_for, segment_photo
 from .siseg import InstanceSegmenter, train_segmenter
 
 
@@ -65,8 +62,8 @@ def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
     """The photo's `Scale`. DataError when no objects stand out, or when the rescaled photo is smaller than a crop."""
     stats = photo_stats(img)
     size = float(cfg.instance_size or stats.diameter)
-    rescale = cfg.crop / cfg.crop_instances / size
     k = size / stats.diameter  # a given instance_size rescales the measured width and length alike
+    rescale = rescale_for(cfg, size, stats.length * k)
     width, length = stats.width * k * rescale, stats.length * k * rescale
     crop = cfg.crop if cfg.provider == "generative" else _round8(max(cfg.crop, 1.6 * length))
     window = _round8(cfg.window_extent * length)
@@ -118,13 +115,14 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
         gan, events = fit_with_restarts(lambda s: HOCGAN(cfg, device, fg_frac=sc.stats.fg_frac), out_dir / "gan",
                                         run_cfg, batches, cfg.gan_steps, **common)
         return gan, composite_batches(gan, cfg.seg_batch), events
-    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.window, sc.crop, device)
+    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
     frac = object_fraction(sc.width, sc.length, sc.window)
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
-    gan, events = fit_with_restarts(lambda s: CopyPasteGAN(cfg, scene, frac, device), out_dir / "gan", run_cfg,
+    gan, events = fit_with_restarts(lambda s: CopyPasteGAN(cfg, scene, frac, device, sc.length), out_dir / "gan", run_cfg,
                                     batches, cfg.gan_steps, sample_fn=_samples(batches), sample_every=cfg.sample_every,
                                     **common)
-    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device)
+    pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
+    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device, pool, cfg.keep_layout)
     return gan, composite_sampler(gan, seg_batches, cfg.min_visible), events
 
 
@@ -155,8 +153,8 @@ def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device
         raise ValueError(f"{out_dir}: provider={cfg.provider!r}; rebuild_gan shows the copy-paste GAN")
     device = torch.device(device)
     sc = measure_scale(cfg, img)
-    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.window, sc.crop, device)
-    gan = CopyPasteGAN(cfg, scene, object_fraction(sc.width, sc.length, sc.window), device)
+    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
+    gan = CopyPasteGAN(cfg, scene, object_fraction(sc.width, sc.length, sc.window), device, sc.length)
     state = load_checkpoint(Path(out_dir) / "gan" / CHECKPOINT, gan, map_location=device)
     batches = CompositeBatches(scene, 8, cfg.max_objects, cfg.seed + 2, device)
     return {"cfg": cfg, "scale": sc, "scene": scene, "gan": gan, "batches": batches, "step": state["step"]}
@@ -194,7 +192,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                  length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale)
     run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
-                                      "crop": sc.crop, "window": sc.window})
+                                      "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
     t0 = time.perf_counter()
     try:
         gan, sampler, events = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
@@ -205,7 +203,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                         resume, progress)
     if cfg.provider == "copypaste":
         facts["appearance_match"] = appearance_match(sampler, img, sc.stats.fg)
-    return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device)
+    return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length)
 
 
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,

@@ -62,7 +62,7 @@ def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray) -> 
     return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
 
 
-def foreground(image: np.ndarray, max_side: int = 512) -> np.ndarray:
+def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     """Objects (True) vs background, bool H W (see the module docstring). Empty when nothing stands out.
 
     Colour photos and textured backgrounds go through GrabCut's colour models; a grey photo on a clean frame

@@ -24,6 +24,15 @@ from .scale import photo_stats
 from .siseg import InstanceSegmenter, predict_instances
 
 
+def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
+    """The factor that brings a photo's objects to the size the networks work at: a diameter of
+    crop / crop_instances px, and elongated objects (rods, grains) further down so their length fits 1.4 of it,
+    but no further than a width of `min_width` px (thin side-by-side rods need that many pixels to come apart)."""
+    d_target = cfg.crop / cfg.crop_instances
+    width = diameter ** 2 / max(length, 1e-6)
+    return min(d_target / diameter, max(1.4 * d_target / max(length, 1e-6), cfg.min_width / max(width, 1e-6)))
+
+
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
     """Background enclosed by one instance joins it: instances are compact, and the segmenter's
     foreground head misses dark details inside bright objects (coin reliefs)."""
@@ -49,18 +58,28 @@ def upsample_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu"):
-    """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps)."""
+def _min_size(cfg: HOCConfig) -> int:
     d_px = cfg.crop / cfg.crop_instances  # instance diameter in rescaled px
+    return max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2))
+
+
+def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu",
+                     length: float | None = None, bandwidth: float | None = None):
+    """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps).
+
+    The votes of one object spread with its size, so the grouping bandwidth (rescaled px) is, unless given, a
+    fifth of the object's length (`length`; the diameter crop / crop_instances when not given or shorter): on the
+    suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md)."""
+    d_px = cfg.crop / cfg.crop_instances
+    span = max(d_px, length or d_px)
     return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                             min_size=max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2)),
-                             bandwidth=max(1.5, d_px / 10))
+                             min_size=_min_size(cfg), bandwidth=bandwidth or max(1.5, span / 5))
 
 
 def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
-                  device: torch.device | str) -> np.ndarray:
+                  device: torch.device | str, length: float | None = None, bandwidth: float | None = None) -> np.ndarray:
     """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
-    small, _ = segment_rescaled(seg, rescaled, cfg, device)
+    small, _ = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth)
     return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
 
 
@@ -98,15 +117,16 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
                              "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "array"}
     try:
         if same_scale:
-            size = info["instance_size"]
+            size, rescale, length = info["instance_size"], info["rescale"], info.get("length")
         else:
             try:
-                size = photo_stats(img).diameter
+                stats = photo_stats(img)
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
-        rescale = cfg.crop / cfg.crop_instances / size
+            size, rescale = stats.diameter, rescale_for(cfg, stats.diameter, stats.length)
+            length = stats.length * rescale
         facts.update(instance_size=size, rescale=rescale)
-        labels = segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], dev)
+        labels = segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], dev, length)
         status = write_instances(out_dir, img, labels)
     except Failed as failure:
         labels, status = None, failure.as_status()

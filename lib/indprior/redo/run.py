@@ -38,7 +38,7 @@ import torch
 from ..core import config as C
 from ..core.files import prepare_out_dir, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds, sustained
-from ..core.runtime import resolve_device
+from ..core.runtime import provenance, resolve_device
 from ..data.datasets import open_dataset
 from ..data.images import border_mean, to_float
 from ..data.windows import WindowSet, paste_mask, prepare_windows, save_masks
@@ -148,5 +148,6 @@ def run_redo(cfg: ReDOConfig, out_dir: str | Path, *, resume: bool = True, progr
         "device": str(device), "steps": cfg.steps, "seed": cfg.seed}
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
+    metrics["provenance"] = provenance()
     write_json(out_dir / "metrics.json", metrics)
     return metrics

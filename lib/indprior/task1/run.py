@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..baselines import grabcut_refine, map_threads
+from ..baselines import grabcut_box, grabcut_refine, map_threads
 from ..core import config as C
 from ..core import dist
 from ..core.files import atomic_write_bytes, prepare_out_dir, remove, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds
-from ..core.runtime import resolve_device, seed_everything
+from ..core.runtime import provenance, resolve_device, seed_everything
 from ..data.cub import Sample
 from ..data.datasets import open_dataset, split_off
 from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
@@ -114,6 +114,13 @@ class EvalSplit:
         self._save(folder, refined)
         return foreground_summary([m for m, ok in zip(refined, self.has_gt) if ok], self.gts) if self.gts else {}
 
+    def grabcut_box(self) -> dict[str, float]:
+        """The classical answer beside every run: GrabCut initialised with each box (OpenCV, 5 iterations)."""
+        ws, ds = self.ws, self.ds
+        masks = map_threads(lambda i: grabcut_box(ds[i].image, tuple(ws.image_boxes[i])), len(ws),
+                            desc="grabcut from the box", progress=self.progress)
+        return foreground_summary([m for m, ok in zip(masks, self.has_gt) if ok], self.gts) if self.gts else {}
+
     def whole_box_iou(self) -> float:
         """IoU of the box itself as the mask (a read-only view: no n x s x s array of ones)."""
         side = self.ws.windows.shape[-2:]
@@ -179,7 +186,7 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
         return {"rank": rank, "restarts": len(restarts)}
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
     metrics: dict[str, Any] = {"task": "foreground", "split": "test", "n_images": len(data.test), "profile": cfg.profile,
-                               "dataset": cfg.dataset, "device": str(device), "steps": cfg.steps,
+                               "dataset": cfg.dataset, "seed": cfg.seed, "device": str(device), "steps": cfg.steps,
                                "model": "EMA provider at the last step (no checkpoint selection)",
                                "restarts": len(restarts), "collapses": restarts,
                                "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
@@ -194,12 +201,15 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
     metrics.update(rows.pop("gan"))
     if test.gts:
         metrics["whole_box_iou_mean"] = test.whole_box_iou()
+        metrics["grabcut_box"] = test.grabcut_box()
     metrics.update({k: v for k, v in rows.items() if v})
     if data.val is not None:  # the validation split of the train images: GT used here, for choosing only
         val = EvalSplit(data.val_ds, data.val, None, device, progress)
         metrics["val"] = {k: v.get("iou_mean") for k, v in val.stages(method.ema.module, student, grabcut).items()}
         metrics["val"]["whole_box"], metrics["val"]["n_images"] = val.whole_box_iou(), len(data.val)
+        metrics["val"]["grabcut_box"] = val.grabcut_box().get("iou_mean")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
+    metrics["provenance"] = provenance()
     write_json(out_dir / "metrics.json", metrics)
     return metrics
