@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to refresh (default: every notebooks/NN_*.ipynb)")
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"))
+    parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR",
+                        help="copy the notebooks' run folders here afterwards (e.g. runs/notebooks, for make report); "
+                             "each refreshed notebook's folder replaces its old one")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
@@ -105,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(path.name)
                 print(f"FAILED {show(path)} (left unchanged): {type(err).__name__}: {err}",
                       file=sys.stderr, flush=True)
+        if args.keep_runs is not None and (scratch / "runs").is_dir():
+            keep = args.keep_runs.resolve()
+            keep.mkdir(parents=True, exist_ok=True)
+            for run in (scratch / "runs").iterdir():  # one folder per notebook: refreshed ones replace theirs
+                shutil.rmtree(keep / run.name, ignore_errors=True)
+                shutil.copytree(run, keep / run.name) if run.is_dir() else shutil.copy2(run, keep / run.name)
+            print(f"kept the notebooks' runs in {show(keep)}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if failed:
