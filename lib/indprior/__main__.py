@@ -24,7 +24,8 @@ def _train_parser(sub: Any) -> None:
     ap = sub.add_parser("train", help="train one experiment and write its outputs into --out")
     ap.add_argument("--task", choices=("task1", "redo", "hoc"), default="task1")
     ap.add_argument("--profile", default=None, help="smoke | cpu | paper (default: paper on CUDA, else cpu)")
-    ap.add_argument("--dataset", default=None, help="task1/redo: synthetic, synthetic:<seed> or cub:<root>")
+    ap.add_argument("--dataset", default=None, help="task1/redo: synthetic[:<seed>] (kites), birds[:<seed>] (part-structured), "
+                    "cub:<root> or coco:<images>:<annotations.json>[:<category>]")
     ap.add_argument("--image", default=None, help="hoc: the photo (default: scikit-image's coins)")
     ap.add_argument("--gt", default=None, help="hoc: optional GT label map, for the metrics only")
     ap.add_argument("--out", required=True, help="output folder (resumed if it holds a checkpoint)")

@@ -24,14 +24,17 @@ SUITE_COLUMNS = ("| kind | runs | F1 mean | F1 worst | AP50 mean | AP@[.5:.95] m
                  "watershed F1 mean | seconds mean | peak RSS MB |")
 
 
-def collect(runs: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(run folder, metrics) of every metrics.json under `runs`, sorted by path; unreadable files are skipped."""
+def collect(runs: str | Path, skip_profiles: tuple[str, ...] = ("smoke",)) -> list[tuple[Path, dict[str, Any]]]:
+    """(run folder, metrics) of every metrics.json under `runs`, sorted by path; unreadable files are skipped, and
+    so are runs of `skip_profiles` (the smoke profile's runs check code paths, they are not results)."""
     out = []
     for path in sorted(Path(runs).rglob("metrics.json")):
         try:
-            out.append((path.parent, json.loads(path.read_text())))
+            m = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+        if isinstance(m, dict) and m.get("profile") not in skip_profiles:
+            out.append((path.parent, m))
     return out
 
 
@@ -133,8 +136,10 @@ def task1_figures(run_dir: Path, m: dict[str, Any], fig_dir: Path, cache_dir: st
         names.append("task1_training_curves.png")
     folder = next((f for f in ("masks_self_trained_refined", "masks_self_trained", "masks_refined", "masks")
                    if (run_dir / f).is_dir()), None)
+    if folder is None:
+        return names
     test = open_dataset(m["dataset"], "test", cache_dir)
-    if folder is None or test[0].mask is None:
+    if test[0].mask is None:
         return names
     masks = read_masks(run_dir / folder, test.names)
     ious = [mask_iou(p, test[i].mask) for i, p in enumerate(masks)]
@@ -175,8 +180,8 @@ def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None 
     parts = ["# Results", "", f"Built by `make report` from {len(runs)} runs under `{root}` and the HOC suite files; "
              "every number below comes from a run's metrics.json. Task-1 IoU is the per-image mean over the test "
              "split; HOC F1 and AP are at IoU 0.5 (AP@[.5:.95]: averaged over 0.5:0.95)."]
-    t1 = _pick(runs, "cpu/02_training", _is_task1)
-    hoc = _pick(runs, "cpu/03_hoc_one_shot", lambda m: m.get("task") == "hoc" and m.get("status") == "ok" and "run" not in m)
+    t1 = _pick(runs, "notebooks/02_training", _is_task1)
+    hoc = _pick(runs, "notebooks/03_hoc_one_shot", lambda m: m.get("task") == "hoc" and m.get("status") == "ok" and "run" not in m)
     figs = (task1_figures(*t1, fig_dir, cache_dir) if t1 else []) + (hoc_figure(*hoc, fig_dir) if hoc else [])
     if figs:
         parts += ["", "## Figures", ""] + [f"![{f}](figures/{f})" for f in figs]
