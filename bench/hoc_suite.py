@@ -43,6 +43,14 @@ print("RESULT " + json.dumps(m))
 """
 
 
+def plan(kinds: str, image_seeds: str, train_seeds: str) -> list[tuple[str, int, int]]:
+    """(kind, image seed, training seed) of every run. Coins is one photo: it runs once per training seed (its
+    image seed is recorded as the first one given)."""
+    seeds = [int(s) for s in image_seeds.split(",")]
+    return [(k, s, t) for k in kinds.split(",") for s in seeds for t in map(int, train_seeds.split(","))
+            if k != "coins" or s == seeds[0]]
+
+
 def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace) -> dict:
     out = Path(args.runs) / f"{kind}{img_seed}_t{train_seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -78,9 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     done = [json.loads(x) for x in out.read_text().splitlines() if x.strip()] if out.is_file() else []
     key = lambda r: (r["kind"], r["image_seed"], r["train_seed"], r["profile"], tuple(r["set"]))  # noqa: E731
     seen = {key(r) for r in done}
-    todo = [(k, s, t) for k in args.kinds.split(",") for s in map(int, args.image_seeds.split(","))
-            for t in map(int, args.train_seeds.split(",")) if k != "coins" or s == args.image_seeds.split(",")[0]]
-    todo = [x for x in todo if (x[0], x[1], x[2], args.profile, tuple(args.set)) not in seen]
+    todo = [x for x in plan(args.kinds, args.image_seeds, args.train_seeds)
+            if (x[0], x[1], x[2], args.profile, tuple(args.set)) not in seen]
     with ThreadPoolExecutor(args.jobs) as pool:
         for row in pool.map(lambda x: run_one(*x, args), todo):
             with open(out, "a") as f:

@@ -132,3 +132,15 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
     assert table.startswith("| kind | runs | F1 mean | F1 worst") and "| dark_on_light | 1 |" in table
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and len(out.read_text().splitlines()) == 1, "a finished run is not run again"
+
+
+def test_hoc_suite_plan_runs_coins_once_per_training_seed():
+    """Coins is one real photo: one run per training seed, not one per image seed (and not none)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    try:
+        from hoc_suite import plan
+    finally:
+        sys.path.pop(0)
+    runs = plan("nuclei,coins", "10,11", "0,1,2")
+    assert [r for r in runs if r[0] == "coins"] == [("coins", 10, 0), ("coins", 10, 1), ("coins", 10, 2)]
+    assert len([r for r in runs if r[0] == "nuclei"]) == 6
