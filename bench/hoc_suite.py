@@ -44,10 +44,11 @@ print("RESULT " + json.dumps(m))
 
 
 def plan(kinds: str, image_seeds: str, train_seeds: str) -> list[tuple[str, int, int]]:
-    """(kind, image seed, training seed) of every run. Coins is one photo: it runs once per training seed (its
-    image seed is recorded as the first one given)."""
+    """(kind, image seed, training seed) of every run, training-seed-major: every kind gets its first seed before
+    any gets a second, so a suite stopped early still covers every kind. Coins is one photo: it runs once per
+    training seed (its image seed is recorded as the first one given)."""
     seeds = [int(s) for s in image_seeds.split(",")]
-    return [(k, s, t) for k in kinds.split(",") for s in seeds for t in map(int, train_seeds.split(","))
+    return [(k, s, t) for t in map(int, train_seeds.split(",")) for s in seeds for k in kinds.split(",")
             if k != "coins" or s == seeds[0]]
 
 

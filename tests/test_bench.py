@@ -144,3 +144,4 @@ def test_hoc_suite_plan_runs_coins_once_per_training_seed():
     runs = plan("nuclei,coins", "10,11", "0,1,2")
     assert [r for r in runs if r[0] == "coins"] == [("coins", 10, 0), ("coins", 10, 1), ("coins", 10, 2)]
     assert len([r for r in runs if r[0] == "nuclei"]) == 6
+    assert [r[2] for r in runs[:3]] == [0, 0, 0], "every kind gets training seed 0 first"
