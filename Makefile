@@ -57,7 +57,9 @@ bench: $(STAMP) ## speed / memory benchmarks -> table + bench/results.json
 	$(PY) bench/run.py
 
 report: $(STAMP) ## docs/results.md and docs/figures/ from the runs under runs/ and the HOC suite results
-	$(PY) -m indprior report --runs runs $(foreach f,$(wildcard bench/hoc_suite/*.jsonl),--suite $(f)) --out docs/results.md
+	$(PY) -m indprior report --runs runs --out docs/results.md \
+	  $(foreach f,$(filter-out bench/hoc_suite/scale_%,$(wildcard bench/hoc_suite/*.jsonl)),--suite $(f)) \
+	  $(foreach f,$(wildcard bench/hoc_suite/scale_*.jsonl),--scale $(f))
 
 browser-check: $(STAMP) ## notebook 04's explorer in headless Chromium (needs: apt-get install -y chromium); RUN_DIR=, HOC_RUN_DIR=
 	$(PY) tools/check_explorer_in_browser.py $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(HOC_RUN_DIR),--hoc-run-dir $(HOC_RUN_DIR))

@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 
 from indprior.data.suite import KINDS, make_hoc
 from indprior.hoc.scale import photo_stats
+from indprior.report import scale_summary
 
 HERE = Path(__file__).resolve().parent
 
@@ -54,19 +55,6 @@ def one(kind: str, seed: int) -> dict:
             "fg_iou": round(float(inter / max(union, 1)), 3), "seconds": round(seconds, 1)}
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| kind | photos | diameter est / GT, median (worst) | width est / GT, median (worst) | "
-             "foreground IoU, median (worst) | seconds mean |", "|---|---|---|---|---|---|"]
-    worst = lambda v: v[np.argmax(np.abs(np.log(v)))]  # noqa: E731 - furthest from 1 either way
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        rs = [r for r in rows if r["kind"] == kind]
-        d, w = np.array([r["diameter_ratio"] for r in rs]), np.array([r["width_ratio"] for r in rs])
-        f = np.array([r["fg_iou"] for r in rs])
-        lines.append(f"| {kind} | {len(rs)} | {np.median(d):.2f} ({worst(d):.2f}) | {np.median(w):.2f} ({worst(w):.2f}) "
-                     f"| {np.median(f):.2f} ({f.min():.2f}) | {np.mean([r['seconds'] for r in rs]):.1f} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kinds", default=",".join(KINDS))
@@ -81,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out.with_suffix(".md").write_text(table(rows) + "\n")
-    print(table(rows))
+    out.with_suffix(".md").write_text(scale_summary(rows) + "\n")
+    print(scale_summary(rows))
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def segment(args: argparse.Namespace, ap: argparse.ArgumentParser) -> dict[str, 
 def _report_parser(sub: Any) -> None:
     ap = sub.add_parser("report", help="build docs/results.md (and docs/figures/) from finished runs")
     ap.add_argument("--runs", default="runs", help="the folder holding the runs (searched for metrics.json)")
-    ap.add_argument("--suite", action="append", default=[], help="a bench/hoc_suite results file (repeatable)")
+    ap.add_argument("--suite", action="append", default=[], help="a bench/hoc_suite.py results file (repeatable)")
+    ap.add_argument("--scale", action="append", default=[], help="a bench/hoc_scale.py results file (repeatable)")
     ap.add_argument("--out", default="docs/results.md")
 
 
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from pathlib import Path
 
         from .report import write_report
-        return {"report": str(write_report(args.runs, [Path(p) for p in args.suite], args.out))}
+        return {"report": str(write_report(args.runs, [Path(p) for p in args.suite], args.out,
+                                           scale_files=[Path(p) for p in args.scale]))}
     if args.command == "segment":
         return _finish(segment(args, ap))
     try:

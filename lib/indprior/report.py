@@ -119,6 +119,20 @@ def suite_summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def scale_summary(rows: list[dict[str, Any]]) -> str:
+    """bench/hoc_scale.py's rows: per kind, the estimate / truth ratios (median and furthest from 1) and the foreground IoU."""
+    lines = ["| kind | photos | diameter est / GT, median (worst) | width est / GT, median (worst) | "
+             "foreground IoU, median (worst) | seconds mean |", "|---|---|---|---|---|---|"]
+    worst = lambda v: v[np.argmax(np.abs(np.log(v)))]  # noqa: E731 - furthest from 1 either way
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        rs = [r for r in rows if r["kind"] == kind]
+        d, w = np.array([r["diameter_ratio"] for r in rs]), np.array([r["width_ratio"] for r in rs])
+        f = np.array([r["fg_iou"] for r in rs])
+        lines.append(f"| {kind} | {len(rs)} | {np.median(d):.2f} ({worst(d):.2f}) | {np.median(w):.2f} ({worst(w):.2f}) "
+                     f"| {np.median(f):.2f} ({f.min():.2f}) | {np.mean([r['seconds'] for r in rs]):.1f} |")
+    return "\n".join(lines)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
@@ -172,8 +186,10 @@ def _pick(runs: list[tuple[Path, dict]], prefer: str, ok: Any) -> tuple[Path, di
 
 
 def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None = None,
-                 out: str | Path = "docs/results.md", cache_dir: str | Path = ".cache/data") -> Path:
-    """Build docs/results.md (and docs/figures/) from the runs under `runs_root` and the HOC suite files."""
+                 out: str | Path = "docs/results.md", cache_dir: str | Path = ".cache/data",
+                 scale_files: list[Path] | None = None) -> Path:
+    """Build docs/results.md (and docs/figures/) from the runs under `runs_root`, the HOC suite files and the
+    scale-estimate files (bench/hoc_scale.py)."""
     root, out = Path(runs_root), Path(out)
     fig_dir = out.parent / "figures"
     runs = collect(root)
@@ -189,6 +205,9 @@ def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None 
               "Every run:", "", task1_runs(runs, root)]
     for path in suite_files or []:
         parts += ["", f"## Task 2: the HOC suite (`{path}`)", "", suite_summary(read_jsonl(path))]
+    for path in scale_files or []:
+        parts += ["", f"## Task 2: object size and foreground read off the photo vs the GT (`{path}`)", "",
+                  scale_summary(read_jsonl(path))]
     parts += ["", "## Task 2: every HOC run", "", hoc_runs(runs, root), ""]
     atomic_write_text(out, "\n".join(parts))
     return out
