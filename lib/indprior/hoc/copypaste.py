@@ -125,10 +125,10 @@ def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolera
         idx = torch.arange(s, min(s + 64, gan.scene.n), device=gan.device)
         masks = (gan.masks(idx, gan.ema.module)[1][:, 0] > 0.5).cpu().numpy()  # n P P
         for i, mask in zip(idx.tolist(), masks):
-            parts = regionprops(mask.astype(np.uint8))
-            if len(parts) != 1 or ndi.label(mask)[1] != 1:
+            blobs, n = ndi.label(mask)
+            if n != 1:
                 continue
-            p, area = parts[0], mask.mean() / gan.obj_frac
+            p, area = regionprops(blobs)[0], mask.mean() / gan.obj_frac
             if (tolerance**-2 <= area <= tolerance and p.axis_minor_length <= tolerance * width
                     and p.axis_major_length <= tolerance * length):
                 keep.append(i)
