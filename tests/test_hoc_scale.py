@@ -136,12 +136,45 @@ def test_the_factory_draws_only_cut_outs_that_look_like_one_object():
     stack = torch.tensor(np.stack(masks), dtype=torch.float32)[:, None]
 
     class Stub(SimpleNamespace):
+        def cache_ema_masks(self):
+            pass
+
         def masks(self, idx, net):
             return None, stack[idx]
     gan = Stub(scene=SimpleNamespace(n=len(masks)), device=torch.device("cpu"), obj_frac=np.pi * r * r / p**2,
                ema=SimpleNamespace(module=None))
     keep = single_object_cutouts(gan, width=2 * r, length=2 * r).tolist()
     assert keep == [0, 1, 6, 7, 8, 9], keep  # two touching discs (3) are one blob but too long; 2, 4, 5 fail too
+
+
+def test_a_cut_out_drawn_for_many_places_gets_one_mask_and_the_same_gradients():
+    """The mask net runs once per distinct cut-out in a batch; masks and the mask net's gradients equal running it
+    once per place, and the frozen EMA masks of the factory equal computing them afresh."""
+    from indprior.hoc.copypaste import CopyPasteGAN
+    img, _ = blobs(8.0, 30, size=160)
+    st = photo_stats(img)
+    scene = make_scene(img, st.fg, st.width, st.length, 24, 48)
+    torch.manual_seed(0)
+    gan = CopyPasteGAN(make_config(HOCConfig, "smoke"), scene, 0.2, "cpu", st.length)
+    idx = torch.tensor([3, 1, 3, 3, 0, 1, 5])
+    seen = []
+    hook = gan.mask_net.register_forward_hook(lambda mod, inp, out: seen.append(len(inp[0])))
+    win, m = gan.masks(idx)
+    hook.remove()
+    assert seen == [4]  # the distinct cut-outs 0, 1, 3, 5
+    (m * torch.linspace(0, 1, m.numel()).view_as(m)).sum().backward()
+    grads = [p.grad.clone() for p in gan.mask_net.parameters()]
+    gan.mask_net.zero_grad()
+    per_place = [gan.mask_net(w[None], gan.prior)[1] * scene.fg_windows[i] for w, i in zip(win, idx)]
+    m_ref = torch.cat(per_place)
+    (m_ref * torch.linspace(0, 1, m.numel()).view_as(m)).sum().backward()
+    assert m.shape == (7, 1, 24, 24) and torch.allclose(m, m_ref, atol=1e-5)
+    assert torch.equal(m[0], m[2]) and not torch.equal(m[0], m[1])
+    for g, p in zip(grads, gan.mask_net.parameters()):
+        assert (g - p.grad).norm() <= 1e-4 * p.grad.norm() + 1e-7
+    fresh = gan.masks(idx, gan.ema.module)[1].detach()
+    gan.cache_ema_masks()
+    assert gan._ema_masks.shape[0] == scene.n and torch.allclose(gan.masks(idx, gan.ema.module)[1], fresh, atol=1e-5)
 
 
 def test_a_kept_object_is_pasted_exactly_where_it_stands():

@@ -48,6 +48,7 @@ class CopyPasteGAN:
         disc = (torch.hypot(yy - p / 2, xx - p / 2) <= reach).float()  # one object, about a typical one's size
         self.prior = disc[None, None].to(self.device)  # 1 1 P P
         self.amp = autocast_enabled(self.device, cfg.amp, cfg.amp_cpu)
+        self._ema_masks: torch.Tensor | None = None  # cache_ema_masks
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"mask_net": self.mask_net, "D": self.D, "mask_net_ema": self.ema.module}
@@ -56,10 +57,28 @@ class CopyPasteGAN:
         return {"G": self.opt_g, "D": self.opt_d}
 
     def masks(self, idx: torch.Tensor, net: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(windows n 3 P P in [-1, 1], masks n 1 P P) of the cut-outs `idx` (flat)."""
-        win = to_float(self.scene.windows[idx])
-        m = (net or self.mask_net)(win, self.prior.expand(len(idx), -1, -1, -1))[1]
-        return win, m * self.scene.fg_windows[idx]
+        """(windows n 3 P P in [-1, 1], masks n 1 P P) of the cut-outs `idx` (flat). A cut-out drawn for several
+        places runs through the mask net once (its mask does not depend on where it is pasted; the net's
+        instance norm is per sample), and the frozen EMA masks of `cache_ema_masks` are looked up, not recomputed."""
+        if net is self.ema.module and self._ema_masks is not None:
+            return to_float(self.scene.windows[idx]), self._ema_masks[idx]
+        uniq, inverse = torch.unique(idx, return_inverse=True)
+        win = to_float(self.scene.windows[uniq])
+        m = (net or self.mask_net)(win, self.prior.expand(len(uniq), -1, -1, -1))[1] * self.scene.fg_windows[uniq]
+        return win[inverse], m[inverse]
+
+    @torch.no_grad()
+    def cache_ema_masks(self) -> None:
+        """Compute the EMA mask of every cut-out once, for the labelled-data factory after training (the EMA net
+        no longer changes then; a further train_step drops the cache)."""
+        if self._ema_masks is not None:
+            return
+        net, chunks = self.ema.module, []
+        for s in range(0, self.scene.n, 64):
+            idx = torch.arange(s, min(s + 64, self.scene.n), device=self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                chunks.append(self.masks(idx, net)[1].float())
+        self._ema_masks = torch.cat(chunks)
 
     def compose(self, batch: dict[str, torch.Tensor], net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
         """The composites of a batch: image b 3 C C, visible b k 1 C C, and the windows and masks of the n
@@ -78,6 +97,7 @@ class CopyPasteGAN:
         return {"image": image, "visible": visible, "window": win, "m": m}
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        self._ema_masks = None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             return self._step(batch)
 
@@ -121,17 +141,16 @@ def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolera
     of them (a cluster pasted elsewhere still looks real); as one label it would teach the segmenter to merge,
     so the labelled-data factory draws only from these. All cut-outs when fewer than 5 qualify."""
     keep = []
-    for s in range(0, gan.scene.n, 64):
-        idx = torch.arange(s, min(s + 64, gan.scene.n), device=gan.device)
-        masks = (gan.masks(idx, gan.ema.module)[1][:, 0] > 0.5).cpu().numpy()  # n P P
-        for i, mask in zip(idx.tolist(), masks):
-            blobs, n = ndi.label(mask)
-            if n != 1:
-                continue
-            p, area = regionprops(blobs)[0], mask.mean() / gan.obj_frac
-            if (tolerance**-2 <= area <= tolerance and p.axis_minor_length <= tolerance * width
-                    and p.axis_major_length <= tolerance * length):
-                keep.append(i)
+    gan.cache_ema_masks()
+    masks = (gan.masks(torch.arange(gan.scene.n, device=gan.device), gan.ema.module)[1][:, 0] > 0.5).cpu().numpy()
+    for i, mask in enumerate(masks):  # n P P
+        blobs, n = ndi.label(mask)
+        if n != 1:
+            continue
+        p, area = regionprops(blobs)[0], mask.mean() / gan.obj_frac
+        if (tolerance**-2 <= area <= tolerance and p.axis_minor_length <= tolerance * width
+                and p.axis_major_length <= tolerance * length):
+            keep.append(i)
     return np.array(keep) if len(keep) >= 5 else np.arange(gan.scene.n)
 
 
@@ -140,6 +159,7 @@ def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible:
     (steps from `start` on, never the GAN's), instances with fewer visible pixels than `min_visible` x a typical
     object's area become background (slivers teach nothing but noise)."""
     min_px = min_visible * gan.obj_frac * gan.scene.window ** 2
+    gan.cache_ema_masks()  # the EMA net is frozen from here on: every cut-out's mask once
     counter = iter(range(start, start + 10**9))
 
     def sample(b: int) -> tuple[torch.Tensor, torch.Tensor]:
