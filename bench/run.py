@@ -8,6 +8,7 @@
 What is timed, all in this one process, with the model sizes of the `cpu` profile (`paper` on CUDA):
   prior-train@64/128   IndependencePriorTask1.train_step (D step + G step + EMA) on random batches of 16, fp32
   prior-train-bf16     the same with bf16 autocast (on a CPU only when it has native bf16: AMX / AVX512-BF16)
+  hoc-gan-train@48     CopyPasteGAN.train_step on the coins photo (cpu profile: crops 48, cut-out windows 32, batch 16)
   redo-train@64/128    ReDO.train_step (G/M/Z step + D step; every region redrawn: 32 fakes) on random batches of 16
   provider-infer@128   the segmenting provider (EMA U-Net's architecture) on 64 windows, inference mode, fp32
   provider-infer-bf16  the same with bf16 autocast and channels_last
@@ -44,7 +45,10 @@ from indprior.compare import cpu_model, hardware
 from indprior.core import config as C
 from indprior.core.files import atomic_write_text
 from indprior.core.runtime import autocast_enabled, resolve_device
+from indprior.data import coins
 from indprior.data.synth import make_kite_image
+from indprior.hoc import HOCConfig
+from indprior.hoc.run import build_copypaste
 from indprior.models import SegmentingProvider
 from indprior.redo import ReDO, ReDOConfig
 from indprior.task1 import IndependencePriorTask1, Task1Config
@@ -55,7 +59,8 @@ TRAIN_BATCH, INFER_BATCH = 16, 64  # defaults; --train-batch sets the first (a G
 # (name, size, repeats, quick repeats): cheap jobs first, so the process's peak RSS is attributable
 JOBS = [("provider-infer", 128, 10, 2), ("provider-infer-bf16", 128, 10, 2), ("grabcut-infer", 160, 10, 2),
         ("grabcut-infer", 400, 5, 2), ("prior-train", 64, 10, 2), ("prior-train-bf16", 64, 10, 2), ("prior-train", 128, 7, 2),
-        ("prior-train-bf16", 128, 7, 2), ("redo-train", 64, 5, 2), ("redo-train", 128, 3, 1), ("time-to-iou", 64, 1, 1)]
+        ("prior-train-bf16", 128, 7, 2), ("hoc-gan-train", 48, 10, 2), ("redo-train", 64, 5, 2), ("redo-train", 128, 3, 1),
+        ("time-to-iou", 64, 1, 1)]
 
 
 def _sync(device: torch.device) -> None:
@@ -94,6 +99,12 @@ def job(name: str, size: int, profile: str, device: torch.device,
                  "background": _images(train_batch, size, device), "real": _images(train_batch, size, device)}
         return ((lambda i: method.train_step(batch, i)), train_batch,
                 f"independence prior, one training step{' (bf16 autocast)' if bf16 else ' (fp32)'}")
+    if name == "hoc-gan-train":  # size: the crop; the coins photo fixes the rest (window 32, ~100 places per batch)
+        cfg = C.make_config(HOCConfig, profile, crop=size, device=str(device))
+        built = build_copypaste(cfg, coins(), device)
+        gan, batches = built["gan"], [built["batches"](i) for i in range(4)]
+        return ((lambda i: gan.train_step(batches[i % 4], i)), cfg.batch_size,
+                "task 2 copy-paste GAN on the coins photo, one training step (D + G + EMA)")
     if name == "redo-train":
         method = ReDO(C.make_config(ReDOConfig, profile, image_size=size, batch_size=train_batch), device)
         batch = {"image": _images(train_batch, size, device), "real": _images(train_batch, size, device)}

@@ -47,10 +47,13 @@ def test_train_batch_option_sets_the_batch_and_rejects_nonsense(tmp_path):
     out = tmp_path / "results.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--profile", "smoke", "--train-batch", "3", "--only",
-                           "prior-train@64", "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+                           "prior-train@64,hoc-gan-train@48", "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["settings"]["train_batch"] == 3 and result["results"][0]["batch"] == 3
+    hoc = result["results"][1]  # the HOC GAN keeps its profile's batch (smoke: 4)
+    assert hoc["job"] == "hoc-gan-train@48" and hoc["batch"] == 4 and hoc["images_per_s"] > 0
     bad = subprocess.run([sys.executable, str(BENCH), "--train-batch", "0", "--out", str(tmp_path / "b.json")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "--train-batch 0" in bad.stderr

@@ -152,12 +152,22 @@ def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device
     if cfg.provider != "copypaste":
         raise ValueError(f"{out_dir}: provider={cfg.provider!r}; rebuild_gan shows the copy-paste GAN")
     device = torch.device(device)
+    built = build_copypaste(cfg, img, device, batch_size=8, batch_seed=cfg.seed + 2)
+    state = load_checkpoint(Path(out_dir) / "gan" / CHECKPOINT, built["gan"], map_location=device)
+    return {"cfg": cfg, **built, "step": state["step"]}
+
+
+def build_copypaste(cfg: HOCConfig, img: np.ndarray, device: torch.device | str = "cpu", batch_size: int | None = None,
+                    batch_seed: int | None = None) -> dict[str, Any]:
+    """An untrained copy-paste GAN on a photo, as train_gan builds it: {"scale", "scene", "gan", "batches"}
+    (for figures and benchmarks; training goes through run_hoc)."""
+    device = torch.device(device)
     sc = measure_scale(cfg, img)
     scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
     gan = CopyPasteGAN(cfg, scene, object_fraction(sc.width, sc.length, sc.window), device, sc.length)
-    state = load_checkpoint(Path(out_dir) / "gan" / CHECKPOINT, gan, map_location=device)
-    batches = CompositeBatches(scene, 8, cfg.max_objects, cfg.seed + 2, device)
-    return {"cfg": cfg, "scale": sc, "scene": scene, "gan": gan, "batches": batches, "step": state["step"]}
+    batches = CompositeBatches(scene, batch_size or cfg.batch_size, cfg.max_objects,
+                               cfg.seed if batch_seed is None else batch_seed, device)
+    return {"scale": sc, "scene": scene, "gan": gan, "batches": batches}
 
 
 # ----------------------------------------------------------------------------- inputs
