@@ -35,9 +35,14 @@ from indprior import make_config, HOCConfig, run_hoc, coins, COINS_GT
 from indprior.core.config import parse_overrides
 from indprior.data.suite import make_hoc
 kind, img_seed, train_seed, profile, out, sets = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:]
+from pathlib import Path
+from indprior.data import save_png_atomic
 img, gt = (coins(), COINS_GT) if kind == "coins" else make_hoc(kind, img_seed)
+photo = Path(out).parent / "photos" / f"{kind}{img_seed}.png"  # metrics.json names the photo it was made from
+photo.parent.mkdir(parents=True, exist_ok=True)
+save_png_atomic(photo, img)
 cfg = make_config(HOCConfig, profile, seed=train_seed, **parse_overrides(sets))
-m = run_hoc(cfg, img, out, gt, resume=False, progress=False)
+m = run_hoc(cfg, photo, out, gt, resume=False, progress=False)
 m["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 print("RESULT " + json.dumps(m))
 """

@@ -131,6 +131,8 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["kind"] == "dark_on_light" and rows[0]["status"] in ("ok", "failed")
     assert rows[0]["count_gt"] > 0 and rows[0]["ws_f1"] is not None and rows[0]["rss_mb"] > 0
+    metrics = json.loads((tmp_path / "runs" / "dark_on_light3_t0" / "metrics.json").read_text())
+    assert Path(metrics["image"]).name == "dark_on_light3.png" and Path(metrics["image"]).is_file()
     table = out.with_suffix(".md").read_text()
     assert table.startswith("| kind | runs | F1 mean | F1 worst") and "| dark_on_light | 1 |" in table
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
