@@ -33,19 +33,31 @@ def _frame(h: int, w: int) -> np.ndarray:
     return ring
 
 
-def deviation(image: np.ndarray, sigma: float = 1.5) -> np.ndarray:
+def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndarray:
     """Per-pixel RGB distance to a smooth background surface fitted to the frame: H W float32. Unsigned and in
-    RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation."""
+    RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation.
+    Objects that touch the frame would pull the fit towards them (a dense photo: the whole background then
+    deviates and dim objects drown); the fit is repeated `refits` times on the frame pixels whose deviation is
+    not an outlier (median + 3 robust sigmas), so what stands in the frame is left out."""
     h, w = image.shape[:2]
     lab = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
     ring = _frame(h, w)
     yy, xx = np.mgrid[:h, :w] / max(h, w)
     basis = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).astype(np.float32)  # h w 6
-    dev = np.zeros((h, w), np.float32)
-    for c in range(3):
-        coef, *_ = np.linalg.lstsq(basis[ring], lab[..., c][ring], rcond=None)
-        dev += (lab[..., c] - basis @ coef.astype(np.float32)) ** 2
-    return np.sqrt(dev)
+    use = ring
+    for i in range(refits + 1):
+        dev = np.zeros((h, w), np.float32)
+        for c in range(3):
+            coef, *_ = np.linalg.lstsq(basis[use], lab[..., c][use], rcond=None)
+            dev += (lab[..., c] - basis @ coef.astype(np.float32)) ** 2
+        dev = np.sqrt(dev)
+        frame = dev[ring]
+        med = float(np.median(frame))
+        inliers = ring & (dev <= med + 3 * 1.4826 * float(np.median(np.abs(frame - med))) + 1e-3)
+        if i == refits or inliers.sum() < 12 or (inliers == use).all():
+            break
+        use = inliers
+    return dev
 
 
 def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray) -> np.ndarray:
@@ -77,6 +89,8 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     frame = dev[ring]
+    med = float(np.median(frame))
+    frame = frame[frame <= med + 3 * 1.4826 * float(np.median(np.abs(frame - med))) + 1e-3]  # objects in the frame out
     noise = float(np.median(frame) + 6 * 1.4826 * np.median(np.abs(frame - np.median(frame))))
     fg = ndi.binary_opening(_grabcut(small, dev, t, ring), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
@@ -157,8 +171,9 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
     width = 2.0 * float(np.median(r))
     comps, _ = ndi.label(fg)
     per_comp = np.bincount(comps[pts[:, 0], pts[:, 1]], minlength=comps.max() + 1)
+    min_area = max(4.0, 0.5 * np.pi * width**2 / 4)  # specks of noise are no object: at least half a disc of the width
     single = [p.axis_major_length for p in regionprops(comps)  # convex, and one peak or a rod / grain shape
-              if p.area >= 4 and p.solidity >= 0.9 and (per_comp[p.label] == 1 or p.axis_major_length >= 2 * width)]
+              if p.area >= min_area and p.solidity >= 0.9 and (per_comp[p.label] == 1 or p.axis_major_length >= 2 * width)]
     length = max(width, float(np.median(single))) if single else width
     return PhotoStats(fg, float(fg.mean()), width, length, len(pts))
 
