@@ -69,7 +69,8 @@ def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace)
     m = json.loads(lines[-1][len("RESULT "):])
     ws = m.get("baseline_watershed", {})
     return {**row, **{k: m.get(k) for k in FIELDS}, "rss_mb": m.get("rss_mb"), "ws_f1": ws.get("f1"),
-            "ws_ap50": ws.get("ap50"), "ws_count_error": ws.get("count_error")}
+            "ws_ap50": ws.get("ap50"), "ws_count_error": ws.get("count_error"),
+            "commit": m.get("provenance", {}).get("commit")}
 
 
 def main(argv: list[str] | None = None) -> None:
