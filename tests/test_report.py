@@ -27,7 +27,7 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
 
     suite = tmp_path / "suite.jsonl"
     rows = [{"kind": "coins", "f1": 0.9, "ap50": 0.9, "ap": 0.6, "count_error": 1, "status": "ok", "ws_f1": 0.7,
-             "seconds": 100, "rss_mb": 500},
+             "seconds": 100, "rss_mb": 500, "commit": "fe12345"},
             {"kind": "coins", "f1": None, "status": "failed", "count_error": 24, "seconds": 50, "rss_mb": 400}]
     suite.write_text("\n".join(json.dumps(r) for r in rows))
     scale = tmp_path / "scale.jsonl"
@@ -44,5 +44,6 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     # a failed run counts as F1 0: mean 0.45, worst 0.0, one failed
     assert line.split(" | ")[1:4] == ["2", "0.450", "0.000"] and line.split(" | ")[7] == "1", line
     assert suite_summary(rows).splitlines()[0].startswith("| kind |")
+    assert "Runs made at commit fe12345." in page  # which code the suite rows come from
     # the size table: median ratio 0.90, the worst is the one furthest from 1 (0.50); foreground IoU worst 0.30
     assert "| rods | 3 | 0.90 (0.50) | 1.00 (1.00) | 0.95 (0.30) | 5.0 |" in page

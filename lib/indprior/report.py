@@ -204,7 +204,10 @@ def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None 
     parts += ["", "## Task 1: foreground masks from boxes", "", "Over seeds:", "", task1_summary(runs), "",
               "Every run:", "", task1_runs(runs, root)]
     for path in suite_files or []:
-        parts += ["", f"## Task 2: the HOC suite (`{path}`)", "", suite_summary(read_jsonl(path))]
+        rows = read_jsonl(path)
+        commits = sorted({r["commit"] for r in rows if r.get("commit")})
+        made = f"Runs made at commit {', '.join(commits)}." if commits else "The rows do not record their commit."
+        parts += ["", f"## Task 2: the HOC suite (`{path}`)", "", made, "", suite_summary(rows)]
     for path in scale_files or []:
         parts += ["", f"## Task 2: object size and foreground read off the photo vs the GT (`{path}`)", "",
                   scale_summary(read_jsonl(path))]
