@@ -33,6 +33,12 @@ def _frame(h: int, w: int) -> np.ndarray:
     return ring
 
 
+def _robust_level(values: np.ndarray, k: float) -> float:
+    """median + k robust sigmas (1.4826 x the median absolute deviation) of `values`."""
+    med = float(np.median(values))
+    return med + k * 1.4826 * float(np.median(np.abs(values - med)))
+
+
 def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndarray:
     """Per-pixel RGB distance to a smooth background surface fitted to the frame: H W float32. Unsigned and in
     RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation.
@@ -51,9 +57,7 @@ def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndar
             coef, *_ = np.linalg.lstsq(basis[use], lab[..., c][use], rcond=None)
             dev += (lab[..., c] - basis @ coef.astype(np.float32)) ** 2
         dev = np.sqrt(dev)
-        frame = dev[ring]
-        med = float(np.median(frame))
-        inliers = ring & (dev <= med + 3 * 1.4826 * float(np.median(np.abs(frame - med))) + 1e-3)
+        inliers = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)
         if i == refits or inliers.sum() < 12 or (inliers == use).all():
             break
         use = inliers
@@ -89,9 +93,7 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     frame = dev[ring]
-    med = float(np.median(frame))
-    frame = frame[frame <= med + 3 * 1.4826 * float(np.median(np.abs(frame - med))) + 1e-3]  # objects in the frame out
-    noise = float(np.median(frame) + 6 * 1.4826 * np.median(np.abs(frame - np.median(frame))))
+    noise = _robust_level(frame[frame <= _robust_level(frame, 3) + 1e-3], 6)  # objects in the frame left out
     fg = ndi.binary_opening(_grabcut(small, dev, t, ring), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
