@@ -4,6 +4,7 @@
     .venv/bin/python bench/hoc_suite.py --image-seeds 10,11,12 --train-seeds 0,1,2      # the report (held out)
     .venv/bin/python bench/hoc_suite.py --image-seeds 0,1 --kinds nuclei,fruit --set gan_steps=600   # choosing
     .venv/bin/python bench/hoc_suite.py --summarize bench/hoc_suite/report.jsonl        # the table again
+    .venv/bin/python bench/hoc_suite.py --resegment bench/hoc_suite/a.jsonl --out bench/hoc_suite/b.jsonl
 
 Image seeds 0-9 are for choosing; 10 and up are held out for reporting (never looked at while choosing).
 Each run is `run_hoc` in its own process with one torch thread, `--jobs` at a time (2 on a 2-core machine).
@@ -11,6 +12,9 @@ Every finished run appends one JSON line to --out (resumable: runs already in th
 F1 and AP at IoU 0.5, AP@[.5:.95], count error, seconds, peak RSS, status, and the Otsu + watershed baseline on
 the same photo. The summary (per kind: mean and worst F1 over all runs, watershed beside, mean seconds and count
 error) is printed as markdown and written next to --out as <name>.md.
+--resegment FILE: the runs of FILE's rows (still in --runs, made by those rows: same commit and F1) segmented
+again with the current code, no training (a change of inference or grouping measured in minutes); the rows go
+to --out with the new scores, the commit that trained them (`commit`) and the one that segmented (`segmented_at`).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -73,6 +78,45 @@ def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace)
             "commit": m.get("provenance", {}).get("commit")}
 
 
+def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
+    """`rows` (status ok) whose run folders still hold the run that made them, segmented again now, with the
+    inference settings `sets` (FIELD=VALUE, e.g. views=1) over each run's own configuration."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from indprior.core.config import parse_overrides
+    from indprior.core.runtime import provenance
+    from indprior.data import COINS_GT, ImageCrops, load_image, load_label_map
+    from indprior.data.suite import make_hoc
+    from indprior.hoc.outputs import scores
+    from indprior.hoc.segment import load_hoc_run, segment_photo
+
+    torch.set_num_threads(1)
+    now, out = provenance().get("commit"), []
+    for r in rows:
+        run = runs / f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
+        m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+        if r.get("status") != "ok" or m.get("provenance", {}).get("commit") != r.get("commit") or m.get("f1") != r.get("f1"):
+            print(f"skipped {run.name}: not ok, or its folder holds another run", flush=True)
+            continue
+        cfg, info, seg = load_hoc_run(run)
+        cfg = dataclasses.replace(cfg, **parse_overrides(sets))
+        img = load_image(m["image"])
+        photo, gt = (img, load_label_map(COINS_GT)) if r["kind"] == "coins" else make_hoc(r["kind"], r["image_seed"])
+        if not np.array_equal(img, photo):
+            raise SystemExit(f"{m['image']}: not the suite's {r['kind']} photo of seed {r['image_seed']}")
+        t0 = time.perf_counter()
+        labels = segment_photo(seg, ImageCrops(img, cfg.crop, info["rescale"]).image, cfg, img.shape[:2], "cpu",
+                               info["length"])
+        out.append({**r, **scores(labels, gt), "segment_seconds": round(time.perf_counter() - t0, 1),
+                    "segmented_at": now, "segmented_with": sets})
+        print(json.dumps({k: out[-1][k] for k in ("kind", "image_seed", "train_seed", "f1")} | {"was": r["f1"]}),
+              flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kinds", default=",".join(KINDS))
@@ -84,11 +128,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=str(HERE / "hoc_suite" / "results.jsonl"))
     ap.add_argument("--runs", default=str(HERE.parent / "runs" / "hoc_suite"))
     ap.add_argument("--summarize", default=None, help="only print the summary of this results file")
+    ap.add_argument("--resegment", default=None, help="segment the runs of this results file again (no training)")
     args = ap.parse_args(argv)
     if args.summarize:
         print(suite_summary([json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]))
         return
     out = Path(args.out)
+    if args.resegment:
+        rows = resegment([json.loads(x) for x in Path(args.resegment).read_text().splitlines() if x.strip()],
+                         Path(args.runs), args.set)
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        out.with_suffix(".md").write_text(suite_summary(rows) + "\n")
+        print(suite_summary(rows))
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(x) for x in out.read_text().splitlines() if x.strip()] if out.is_file() else []
     key = lambda r: (r["kind"], r["image_seed"], r["train_seed"], r["profile"], tuple(r["set"]))  # noqa: E731

@@ -137,6 +137,22 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
     assert table.startswith("| kind | runs | F1 mean | F1 worst") and "| dark_on_light | 1 |" in table
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0 and len(out.read_text().splitlines()) == 1, "a finished run is not run again"
+    # --resegment: the saved run segmented again with one view gives the row's scores; a row its folder did not
+    # make (another F1) is skipped
+    re_cmd = [sys.executable, str(script), "--resegment", str(out), "--out", str(tmp_path / "re.jsonl"), "--runs",
+              str(tmp_path / "runs"), "--set", "views=1"]
+    done = subprocess.run(re_cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    again_rows = [json.loads(x) for x in (tmp_path / "re.jsonl").read_text().splitlines()]
+    if rows[0]["status"] == "ok":
+        assert len(again_rows) == 1 and again_rows[0]["segmented_with"] == ["views=1"]
+        assert (again_rows[0]["f1"], again_rows[0]["count_pred"]) == (rows[0]["f1"], rows[0]["count_pred"])
+    else:
+        assert again_rows == []
+    out.write_text(json.dumps({**rows[0], "status": "ok", "f1": -1.0}) + "\n")
+    done = subprocess.run(re_cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and "skipped dark_on_light3_t0" in done.stdout
+    assert (tmp_path / "re.jsonl").read_text() == ""
 
 
 def test_hoc_suite_plan_runs_coins_once_per_training_seed():

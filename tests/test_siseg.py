@@ -273,6 +273,25 @@ def test_tiled_prediction_matches_whole_image(trained):
         predict_instances(trained, to_uint8(img), tile=64, overlap=32)
 
 
+@pytest.mark.slow
+def test_eight_views_make_the_heads_follow_a_flipped_or_transposed_photo(trained):
+    """Averaged over all 8 flips / transposes, the heads of a flipped (transposed) photo are the flipped
+    (transposed) heads, offsets turned with it: the views are mapped back correctly. One view is not."""
+    img = to_uint8(make_discs(np.random.default_rng(3), 64, 18)[0])
+    _, m = predict_instances(trained, img, views=8)
+    _, mx = predict_instances(trained, np.ascontiguousarray(img[:, ::-1]), views=8)
+    _, mt = predict_instances(trained, np.ascontiguousarray(img.transpose(1, 0, 2)), views=8)
+    np.testing.assert_allclose(mx["fg"][:, ::-1], m["fg"], atol=1e-4)
+    np.testing.assert_allclose(mx["offset"][:, :, ::-1] * np.array([1, -1])[:, None, None], m["offset"], atol=1e-3)
+    np.testing.assert_allclose(mt["offset"].transpose(0, 2, 1)[::-1], m["offset"], atol=1e-3)
+    np.testing.assert_allclose(mt["boundary"].T, m["boundary"], atol=1e-4)
+    _, m1 = predict_instances(trained, img, views=1)
+    _, m1x = predict_instances(trained, np.ascontiguousarray(img[:, ::-1]), views=1)
+    assert np.abs(m1x["offset"][:, :, ::-1] * np.array([1, -1])[:, None, None] - m1["offset"]).max() > 1e-2
+    with pytest.raises(ValueError, match="views"):
+        predict_instances(trained, img, views=3)
+
+
 def test_offset_to_rgb_encodes_direction_and_magnitude():
     off = np.zeros((2, 2, 3), np.float32)
     off[:, 0, 1] = (0, 4)     # right, full magnitude

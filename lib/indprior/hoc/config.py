@@ -71,6 +71,7 @@ class HOCConfig:
     seg_levels: int = 3
     min_visible: float = 0.2  # composites: instances with fewer labelled px than this x a disc's area -> background
     tile: int = 256  # sliding-window side for inference
+    views: int = 4  # test-time views averaged by the segmenter: 1 (as it is), 2, 4 (+ flips) or 8 (+ transposes)
     log_every: int = 50
     ckpt_every: int = 500
     sample_every: int = 500
@@ -94,6 +95,7 @@ class HOCConfig:
                        positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
+        C.check_choice(self, "views", (1, 2, 4, 8))
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
@@ -104,7 +106,7 @@ C.register_profiles(HOCConfig, {
     "smoke": dict(crop=32, n_providers=4, provider_size=16, provider_base=16, z_dim=8, d_base=8, gan_steps=4,
                   batch_size=4, seg_steps=4, seg_batch=4, seg_base=8, seg_levels=2, log_every=2, ckpt_every=4,
                   sample_every=4, tile=64, mask_base=8, mask_levels=2, max_objects=8, collapse_patience=2,
-                  collapse_check_every=2, collapse_until=0),
+                  collapse_check_every=2, collapse_until=0, views=1),
     "cpu": dict(),
     "paper": dict(crop=64, provider_size=32, provider_base=64, d_base=64, gan_steps=20000, batch_size=64,
                   seg_steps=10000, seg_batch=32, seg_base=32, log_every=100, ckpt_every=2000, sample_every=2000,

@@ -13,6 +13,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,10 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
         gan, events = fit_with_restarts(lambda s: HOCGAN(cfg, device, fg_frac=sc.stats.fg_frac), out_dir / "gan",
                                         run_cfg, batches, cfg.gan_steps, **common)
         return gan, composite_batches(gan, cfg.seg_batch), events
-    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
-    frac = object_fraction(sc.width, sc.length, sc.window)
+    scene, new_gan = _copypaste_parts(cfg, sc, device)
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
-    gan, events = fit_with_restarts(lambda s: CopyPasteGAN(cfg, scene, frac, device, sc.length), out_dir / "gan", run_cfg,
-                                    batches, cfg.gan_steps, sample_fn=_samples(batches), sample_every=cfg.sample_every,
-                                    **common)
+    gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
+                                    sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
     pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
     seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device, pool, cfg.keep_layout)
     return gan, composite_sampler(gan, seg_batches, cfg.min_visible), events
@@ -157,14 +156,21 @@ def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device
     return {"cfg": cfg, **built, "step": state["step"]}
 
 
+def _copypaste_parts(cfg: HOCConfig, sc: Scale, device: torch.device) -> tuple[Any, Callable[[], CopyPasteGAN]]:
+    """The cut-out scene of the rescaled photo and a maker of fresh copy-paste GANs on it (one per restart)."""
+    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
+    frac = object_fraction(sc.width, sc.length, sc.window)
+    return scene, lambda: CopyPasteGAN(cfg, scene, frac, device, sc.length)
+
+
 def build_copypaste(cfg: HOCConfig, img: np.ndarray, device: torch.device | str = "cpu", batch_size: int | None = None,
                     batch_seed: int | None = None) -> dict[str, Any]:
     """An untrained copy-paste GAN on a photo, as train_gan builds it: {"scale", "scene", "gan", "batches"}
     (for figures and benchmarks; training goes through run_hoc)."""
     device = torch.device(device)
     sc = measure_scale(cfg, img)
-    scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
-    gan = CopyPasteGAN(cfg, scene, object_fraction(sc.width, sc.length, sc.window), device, sc.length)
+    scene, new_gan = _copypaste_parts(cfg, sc, device)
+    gan = new_gan()
     batches = CompositeBatches(scene, batch_size or cfg.batch_size, cfg.max_objects,
                                cfg.seed if batch_seed is None else batch_seed, device)
     return {"scale": sc, "scene": scene, "gan": gan, "batches": batches}

@@ -73,7 +73,7 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     d_px = cfg.crop / cfg.crop_instances
     span = max(d_px, length or d_px)
     return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                             min_size=_min_size(cfg), bandwidth=bandwidth or max(1.5, span / 5))
+                             views=cfg.views, min_size=_min_size(cfg), bandwidth=bandwidth or max(1.5, span / 5))
 
 
 def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],

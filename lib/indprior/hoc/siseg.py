@@ -168,12 +168,39 @@ def _run(model: InstanceSegmenter, x: Tensor) -> np.ndarray:
     return torch.cat([o["fg"], o["offset"], o["boundary"]], 1)[0, :, :h, :w].float().cpu().numpy()
 
 
+VIEWS = (1, 2, 4, 8)  # test-time views: the window as it is, + left-right flip, + up-down flips, + transposes
+
+
+def _run_views(model: InstanceSegmenter, x: Tensor, views: int = 1) -> np.ndarray:
+    """`_run` averaged over the first `views` of the window's 8 flips and transposes, each mapped back (offsets
+    flip sign along a flipped axis and swap under a transpose), so the heads do not depend on the photo's pose."""
+    if views not in VIEWS:
+        raise ValueError(f"views: expected one of {VIEWS}, got {views!r}")
+    acc = None
+    for v in range(views):
+        tr, fy, fx = bool(v & 4), bool(v & 2), bool(v & 1)
+        z = x.transpose(2, 3) if tr else x
+        z = z.flip(2) if fy else z
+        z = z.flip(3) if fx else z
+        o = _run(model, z)  # 4 h w of the transformed window
+        if fx:
+            o = o[:, :, ::-1] * np.array([1, 1, -1, 1], np.float32)[:, None, None]
+        if fy:
+            o = o[:, ::-1, :] * np.array([1, -1, 1, 1], np.float32)[:, None, None]
+        if tr:
+            o = o.transpose(0, 2, 1)[[0, 2, 1, 3]]
+        acc = o if acc is None else acc + o
+    return acc / views
+
+
 def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 256, overlap: int = 32,
-                      device: str | torch.device = "cpu", **group_kwargs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                      device: str | torch.device = "cpu", views: int = 1,
+                      **group_kwargs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Instance map of a whole H x W x 3 uint8 photo, sliding window when larger than `tile`.
 
     Logits and offsets are blended across tiles; offsets are relative to the pixel, hence
-    translation-equivariant, so a tile's offsets need no shift. Returns (labels uint16, raw maps)."""
+    translation-equivariant, so a tile's offsets need no shift. Each window's heads are averaged over `views`
+    flips / transposes of it (`_run_views`). Returns (labels uint16, raw maps)."""
     image = check_rgb(image)
     m = 2 ** model.levels
     if tile < m or tile % m:
@@ -184,7 +211,7 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
     h, w = image.shape[:2]
     x = to_float(torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None])  # 1 3 h w
     if max(h, w) <= tile:
-        raw = _run(model, x)  # 4 h w
+        raw = _run_views(model, x, views)  # 4 h w
     else:
         ph, pw = max(h, tile), max(w, tile)
         x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
@@ -196,7 +223,7 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
                 wy = _ramp(tile, overlap, y0 > 0, y0 + tile < ph)
                 wx = _ramp(tile, overlap, x0 > 0, x0 + tile < pw)
                 wt = wy[:, None] * wx[None]  # tile tile
-                acc[:, y0:y0 + tile, x0:x0 + tile] += _run(model, x[:, :, y0:y0 + tile, x0:x0 + tile]) * wt
+                acc[:, y0:y0 + tile, x0:x0 + tile] += _run_views(model, x[:, :, y0:y0 + tile, x0:x0 + tile], views) * wt
                 wsum[y0:y0 + tile, x0:x0 + tile] += wt
         raw = (acc / wsum)[:, :h, :w]
     sig = lambda z: 1.0 / (1.0 + np.exp(-z))  # noqa: E731
