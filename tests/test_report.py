@@ -30,10 +30,12 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
              "seconds": 100, "rss_mb": 500, "commit": "fe12345"},
             {"kind": "coins", "f1": None, "status": "failed", "count_error": 24, "seconds": 50, "rss_mb": 400}]
     suite.write_text("\n".join(json.dumps(r) for r in rows))
+    again = tmp_path / "again.jsonl"  # the same runs segmented again by later code (hoc_suite.py --resegment)
+    again.write_text(json.dumps({**rows[0], "segmented_at": "ab98765", "segmented_with": ["views=4"]}))
     scale = tmp_path / "scale.jsonl"
     scale.write_text("\n".join(json.dumps({"kind": "rods", "diameter_ratio": d, "width_ratio": 1.0, "fg_iou": f,
                                            "seconds": 5.0}) for d, f in ((0.9, 0.95), (1.0, 0.97), (0.5, 0.30))))
-    page = write_report(runs, [suite], tmp_path / "docs" / "results.md", cache_dir=tmp_path / "cache",
+    page = write_report(runs, [suite, again], tmp_path / "docs" / "results.md", cache_dir=tmp_path / "cache",
                         scale_files=[scale]).read_text()
 
     assert "0.650 / 0.600" in page  # GAN: mean / worst over the two seeds
@@ -44,6 +46,7 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     # a failed run counts as F1 0: mean 0.45, worst 0.0, one failed
     assert line.split(" | ")[1:4] == ["2", "0.450", "0.000"] and line.split(" | ")[7] == "1", line
     assert suite_summary(rows).splitlines()[0].startswith("| kind |")
-    assert "Runs made at commit fe12345." in page  # which code the suite rows come from
+    assert "Runs made at commit fe12345.\n" in page  # which code the suite rows come from
+    assert "Runs made at commit fe12345. Segmented again (no training) at commit ab98765 (views=4)." in page
     # the size table: median ratio 0.90, the worst is the one furthest from 1 (0.50); foreground IoU worst 0.30
     assert "| rods | 3 | 0.90 (0.50) | 1.00 (1.00) | 0.95 (0.30) | 5.0 |" in page

@@ -207,6 +207,10 @@ def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None 
         rows = read_jsonl(path)
         commits = sorted({r["commit"] for r in rows if r.get("commit")})
         made = f"Runs made at commit {', '.join(commits)}." if commits else "The rows do not record their commit."
+        again = sorted({f"{r['segmented_at']} ({' '.join(r.get('segmented_with') or []) or 'as configured'})"
+                        for r in rows if r.get("segmented_at")})
+        if again:  # bench/hoc_suite.py --resegment: the saved runs segmented again by later code
+            made += f" Segmented again (no training) at commit {', '.join(again)}."
         parts += ["", f"## Task 2: the HOC suite (`{path}`)", "", made, "", suite_summary(rows)]
     for path in scale_files or []:
         parts += ["", f"## Task 2: object size and foreground read off the photo vs the GT (`{path}`)", "",
