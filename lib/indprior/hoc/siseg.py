@@ -174,8 +174,6 @@ VIEWS = (1, 2, 4, 8)  # test-time views: the window as it is, + left-right flip,
 def _run_views(model: InstanceSegmenter, x: Tensor, views: int = 1) -> np.ndarray:
     """`_run` averaged over the first `views` of the window's 8 flips and transposes, each mapped back (offsets
     flip sign along a flipped axis and swap under a transpose), so the heads do not depend on the photo's pose."""
-    if views not in VIEWS:
-        raise ValueError(f"views: expected one of {VIEWS}, got {views!r}")
     acc = None
     for v in range(views):
         tr, fy, fx = bool(v & 4), bool(v & 2), bool(v & 1)
@@ -207,6 +205,8 @@ def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 2
         raise ValueError(f"tile: expected a positive multiple of 2**levels = {m}, got {tile}")
     if not 0 <= overlap < tile // 2:
         raise ValueError(f"overlap: expected 0 <= overlap < tile/2 = {tile // 2}, got {overlap}")
+    if views not in VIEWS:
+        raise ValueError(f"views: expected one of {VIEWS}, got {views!r}")
     model.to(device).eval()
     h, w = image.shape[:2]
     x = to_float(torch.from_numpy(np.ascontiguousarray(image).copy()).to(device).permute(2, 0, 1)[None])  # 1 3 h w
