@@ -88,10 +88,10 @@ def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
 
     from indprior.core.config import parse_overrides
     from indprior.core.runtime import provenance
-    from indprior.data import COINS_GT, ImageCrops, load_image, load_label_map
+    from indprior.data import COINS_GT, load_image, load_label_map
     from indprior.data.suite import make_hoc
     from indprior.hoc.outputs import scores
-    from indprior.hoc.segment import load_hoc_run, segment_photo
+    from indprior.hoc.segment import load_hoc_run, segment_at_scale
 
     torch.set_num_threads(1)
     now, out = provenance().get("commit"), []
@@ -108,8 +108,7 @@ def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
         if not np.array_equal(img, photo):
             raise SystemExit(f"{m['image']}: not the suite's {r['kind']} photo of seed {r['image_seed']}")
         t0 = time.perf_counter()
-        labels = segment_photo(seg, ImageCrops(img, cfg.crop, info["rescale"]).image, cfg, img.shape[:2], "cpu",
-                               info["length"])
+        labels = segment_at_scale(seg, cfg, img, info["rescale"], info["length"], "cpu")
         out.append({**r, **scores(labels, gt), "segment_seconds": round(time.perf_counter() - t0, 1),
                     "segmented_at": now, "segmented_with": sets})
         print(json.dumps({k: out[-1][k] for k in ("kind", "image_seed", "train_seed", "f1")} | {"was": r["f1"]}),

@@ -58,7 +58,7 @@ def check_fields(cfg: Any, *, at_least_1: tuple[str, ...] = (), non_negative: tu
             raise ConfigError(f"{name}.{f.name}={value!r}: expected an integer")
 
 
-def check_choice(cfg: Any, field: str, choices: tuple[str, ...]) -> None:
+def check_choice(cfg: Any, field: str, choices: tuple[Any, ...]) -> None:
     """ConfigError unless `cfg.<field>` is one of `choices`."""
     value = getattr(cfg, field)
     if value not in choices:

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from ..core import config as C
 from ..losses import check_diffaug
+from .siseg import VIEWS
 
 
 @dataclass
@@ -95,7 +96,7 @@ class HOCConfig:
                        positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
-        C.check_choice(self, "views", (1, 2, 4, 8))
+        C.check_choice(self, "views", VIEWS)
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")

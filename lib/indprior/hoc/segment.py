@@ -83,6 +83,12 @@ def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, 
     return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
 
 
+def segment_at_scale(seg: InstanceSegmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
+                     device: torch.device | str) -> np.ndarray:
+    """Instances of `img`, segmented after rescaling it by `rescale` (objects `length` px long there)."""
+    return segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], device, length)
+
+
 def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
     """The instance segmenter run_hoc trained (out_dir/segmenter.pt)."""
     path = Path(out_dir) / "segmenter.pt"
@@ -126,7 +132,7 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
             size, rescale = stats.diameter, rescale_for(cfg, stats.diameter, stats.length)
             length = stats.length * rescale
         facts.update(instance_size=size, rescale=rescale)
-        labels = segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], dev, length)
+        labels = segment_at_scale(seg, cfg, img, rescale, length, dev)
         status = write_instances(out_dir, img, labels)
     except Failed as failure:
         labels, status = None, failure.as_status()
