@@ -8,10 +8,11 @@ from pycocotools.coco import COCO
 
 from indprior import make_config
 from indprior.__main__ import main
+from indprior.core.config import ConfigError
 from indprior.data import CubDataset, load_label_map, make_synthetic_cub, make_synthetic_hoc, mask_file
 from indprior.data.coco import decode_rle
 from indprior.data.images import DataError, save_png_atomic
-from indprior.hoc import HOCConfig, run_hoc
+from indprior.hoc import HOCConfig, run_hoc, segment_with_run
 from indprior.task1 import Task1Config, run_task1, segment_boxes
 
 
@@ -80,14 +81,16 @@ def test_hoc_run_on_a_second_photo(tmp_path, one_thread):
     other, _ = make_synthetic_hoc(seed=1, size=(96, 96), n_instances=(5, 10))
     run_hoc(make_config(HOCConfig, "smoke"), image, tmp_path / "run", gt, progress=False)
     save_png_atomic(tmp_path / "other.png", other)
+    with pytest.raises(ConfigError, match=r"views=3: expected one of 1, 2, 4, 8"):
+        segment_with_run(tmp_path / "run", tmp_path / "other.png", tmp_path / "seg", views=3)
     try:
         m = main(["segment", "--run", str(tmp_path / "run"), "--image", str(tmp_path / "other.png"),
-                  "--out", str(tmp_path / "seg")])
+                  "--out", str(tmp_path / "seg"), "--views", "2"])
     except SystemExit as failed:  # a smoke run may find too little: then it must say so, and write no map
         metrics = json.loads((tmp_path / "seg" / "metrics.json").read_text())
         assert failed.code == 1 and metrics["status"] == "failed" and metrics["reason"]
         assert not (tmp_path / "seg" / "instances.png").exists()
         return
     labels = load_label_map(tmp_path / "seg" / "instances.png", expected_shape=other.shape[:2])
-    assert m["status"] == "ok" and m["image"].endswith("other.png")
+    assert m["status"] == "ok" and m["image"].endswith("other.png") and m["views"] == 2
     assert m["count_pred"] == len(np.unique(labels[labels > 0])) >= 2

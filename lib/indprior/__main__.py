@@ -44,6 +44,8 @@ def _segment_parser(sub: Any) -> None:
     ap.add_argument("--stage", default="last", help="task 1: last | gan | gan_grabcut | self_trained | self_trained_grabcut")
     ap.add_argument("--image", default=None, help="hoc: the photo to segment")
     ap.add_argument("--same-scale", action="store_true", help="hoc: keep the run's rescale (same magnification)")
+    ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=None,
+                    help="hoc: test-time views averaged (1 = fastest; default: the run's own setting)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-progress", action="store_true")
 
@@ -56,7 +58,8 @@ def segment(args: argparse.Namespace, ap: argparse.ArgumentParser) -> dict[str, 
         if args.image is None:
             ap.error(f"--run {run} is a HOC run: give --image PHOTO")
         from .hoc import segment_with_run
-        return segment_with_run(run, args.image, args.out, same_scale=args.same_scale, device=args.device)
+        return segment_with_run(run, args.image, args.out, same_scale=args.same_scale, device=args.device,
+                                views=args.views)
     if (run / "checkpoint.pt").is_file():
         if args.images is None or args.boxes is None:
             ap.error(f"--run {run} is a task-1 run: give --images DIR and --boxes FILE")

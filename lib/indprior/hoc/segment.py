@@ -2,6 +2,7 @@
 photo's size; and applying a finished run to further photos of the same kind (`segment_with_run`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -110,17 +111,21 @@ def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], Instan
 
 
 def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_dir: str | Path, *,
-                     same_scale: bool = False, device: str = "auto") -> dict[str, Any]:
+                     same_scale: bool = False, device: str = "auto", views: int | None = None) -> dict[str, Any]:
     """A finished run's segmenter on another photo of the same kind: instances.png, overlay.png, metrics.json
     (with a status, as run_hoc). The photo is rescaled so that its objects (measured on it) have the size the
-    segmenter was trained at; `same_scale` keeps the run's rescale factor instead (same magnification)."""
+    segmenter was trained at; `same_scale` keeps the run's rescale factor instead (same magnification). `views`
+    overrides the run's test-time views (1, 2, 4 or 8)."""
     t0 = time.perf_counter()
     cfg, info, seg = load_hoc_run(run_dir)
+    if views is not None:
+        cfg = dataclasses.replace(cfg, views=views)  # HOCConfig checks the value
     out_dir, dev = prepare_out_dir(out_dir), resolve_device(device)
     img = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
     (out_dir / "metrics.json").unlink(missing_ok=True)
     facts: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "profile": cfg.profile, "device": str(dev),
-                             "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "array"}
+                             "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "array",
+                             "views": cfg.views}
     try:
         if same_scale:
             size, rescale, length = info["instance_size"], info["rescale"], info.get("length")
