@@ -108,7 +108,7 @@ def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
         if not np.array_equal(img, photo):
             raise SystemExit(f"{m['image']}: not the suite's {r['kind']} photo of seed {r['image_seed']}")
         t0 = time.perf_counter()
-        labels = segment_at_scale(seg, cfg, img, info["rescale"], info["length"], "cpu")
+        labels = segment_at_scale(seg, cfg, img, info["rescale"], info["length"], info.get("width"), "cpu")
         out.append({**r, **scores(labels, gt), "segment_seconds": round(time.perf_counter() - t0, 1),
                     "segmented_at": now, "segmented_with": sets})
         print(json.dumps({k: out[-1][k] for k in ("kind", "image_seed", "train_seed", "f1")} | {"was": r["f1"]}),

@@ -120,6 +120,14 @@ def test_fill_instance_holes_fills_only_enclosed_background():
     assert out[3, 3] == 1 and out[3, 8] == 2 and out[5, 3] == 0 and (out[lab > 0] == lab[lab > 0]).all()
 
 
+def test_only_elongated_objects_are_grouped_anisotropically():
+    from indprior.hoc.segment import anisotropy_for
+    assert anisotropy_for(26.9, 6.9) == 3.0  # rods: their aspect, at most 3
+    assert anisotropy_for(30.0, 12.0) == 2.5
+    assert anisotropy_for(21.2, 17.4) == anisotropy_for(19.2, 19.2) == 1.0  # nuclei, fruit: isotropic
+    assert anisotropy_for(None, 6.9) == anisotropy_for(26.9, None) == 1.0  # a run without a measured width
+
+
 def test_upsample_labels_keeps_instances_and_smooths_a_disc():
     yy, xx = np.mgrid[:20, :20]
     small = ((yy - 9.5) ** 2 + (xx - 9.5) ** 2 <= 36).astype(np.uint16)  # a disc of radius 6

@@ -219,7 +219,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                         resume, progress)
     if cfg.provider == "copypaste":
         facts["appearance_match"] = appearance_match(sampler, img, sc.stats.fg)
-    return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length)
+    return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
 
 
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,

@@ -64,30 +64,42 @@ def _min_size(cfg: HOCConfig) -> int:
     return max(8, int(cfg.min_visible * math.pi * (d_px / 2) ** 2))
 
 
+def anisotropy_for(length: float | None, width: float | None) -> float:
+    """The grouping's anisotropy: objects at least 2 widths long are grouped with their aspect ratio (at most 3),
+    rounder ones isotropically (group_instances; chosen on the development runs, docs/method.md)."""
+    if not length or not width or length < 2 * width:
+        return 1.0
+    return min(3.0, length / width)
+
+
 def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu",
-                     length: float | None = None, bandwidth: float | None = None):
+                     length: float | None = None, bandwidth: float | None = None, *, width: float | None = None):
     """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps).
 
     The votes of one object spread with its size, so the grouping bandwidth (rescaled px) is, unless given, a
     fifth of the object's length (`length`; the diameter crop / crop_instances when not given or shorter): on the
-    suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md)."""
+    suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md).
+    Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`)."""
     d_px = cfg.crop / cfg.crop_instances
     span = max(d_px, length or d_px)
     return predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                             views=cfg.views, min_size=_min_size(cfg), bandwidth=bandwidth or max(1.5, span / 5))
+                             views=cfg.views, min_size=_min_size(cfg), bandwidth=bandwidth or max(1.5, span / 5),
+                             anisotropy=anisotropy_for(length, width))
 
 
 def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
-                  device: torch.device | str, length: float | None = None, bandwidth: float | None = None) -> np.ndarray:
+                  device: torch.device | str, length: float | None = None, bandwidth: float | None = None, *,
+                  width: float | None = None) -> np.ndarray:
     """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
-    small, _ = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth)
+    small, _ = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth, width=width)
     return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
 
 
 def segment_at_scale(seg: InstanceSegmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
-                     device: torch.device | str) -> np.ndarray:
-    """Instances of `img`, segmented after rescaling it by `rescale` (objects `length` px long there)."""
-    return segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], device, length)
+                     width: float | None, device: torch.device | str) -> np.ndarray:
+    """Instances of `img`, segmented after rescaling it by `rescale` (objects `length` x `width` px there)."""
+    return segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], device, length,
+                         width=width)
 
 
 def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
@@ -128,16 +140,16 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
                              "views": cfg.views}
     try:
         if same_scale:
-            size, rescale, length = info["instance_size"], info["rescale"], info.get("length")
+            size, rescale, length, width = info["instance_size"], info["rescale"], info.get("length"), info.get("width")
         else:
             try:
                 stats = photo_stats(img)
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
             size, rescale = stats.diameter, rescale_for(cfg, stats.diameter, stats.length)
-            length = stats.length * rescale
+            length, width = stats.length * rescale, stats.width * rescale
         facts.update(instance_size=size, rescale=rescale)
-        labels = segment_at_scale(seg, cfg, img, rescale, length, dev)
+        labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
         status = write_instances(out_dir, img, labels)
     except Failed as failure:
         labels, status = None, failure.as_status()
