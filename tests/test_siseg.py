@@ -212,6 +212,21 @@ def test_anisotropic_grouping_keeps_side_by_side_rods_apart():
         group_instances(t["fg"], off, None, anisotropy=0.5)
 
 
+def test_pieces_of_one_rod_are_joined_but_neighbouring_rods_are_not():
+    from indprior.hoc.grouping import join_end_to_end
+    lab = np.zeros((60, 120), np.int64)
+    lab[5:11, 5:19], lab[5:11, 19:33] = 1, 2      # one rod 6 x 28 cut in two halves
+    lab[20:26, 5:33], lab[26:32, 5:33] = 3, 4     # two rods side by side, touching
+    lab[40:46, 5:33], lab[40:46, 33:61] = 5, 6    # two rods end to end
+    lab[50:56, 70:84] = 7                         # a half rod on its own
+    out = join_end_to_end(lab, length=28, width=6)
+    assert out.dtype == np.uint16 and out.max() == 6
+    assert len(np.unique(out[5:11, 5:33])) == 1 and out[5, 5] > 0  # the halves are one instance
+    for a, b in ((3, 4), (5, 6)):
+        assert len(np.unique(out[lab == a])) == 1 and out[lab == a][0] != out[lab == b][0]
+    assert (out[lab == 7] > 0).all() and ((out > 0) == (lab > 0)).all()
+
+
 def test_boundary_map_refines_blurred_borders():
     """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
     rng = np.random.default_rng(5)

@@ -140,3 +140,52 @@ def group_instances(fg_prob: np.ndarray, offset: np.ndarray, boundary_prob: np.n
     markers[ys[~unsure], xs[~unsure]] = idx[~unsure] + 1
     lab = watershed(bnd, markers, mask=fg) if unsure.any() else markers
     return _drop_small(lab, len(centres), min_size)
+
+
+def _axes(m: np.ndarray) -> tuple[float, float]:
+    """(major, minor) of a pixel set from its moments (count, sum y, sum x, sum yy, sum xx, sum xy): 4 standard
+    deviations along each principal axis (an ellipse's full axes; 1.15 x a rectangle's sides)."""
+    c, sy, sx, syy, sxx, sxy = m
+    my, mx = sy / c, sx / c
+    cov = np.array([[syy / c - my * my, sxy / c - mx * my], [sxy / c - mx * my, sxx / c - mx * mx]])
+    low, high = np.linalg.eigvalsh(cov)
+    return 4 * np.sqrt(max(high, 0.0)), 4 * np.sqrt(max(low, 0.0))
+
+
+def join_end_to_end(labels: np.ndarray, length: float, width: float, max_length: float = 1.5,
+                    max_width: float = 1.5) -> np.ndarray:
+    """Touching instances whose union is still one object of the expected size (major axis <= max_length x
+    `length`, minor <= max_width x `width`, axes as in `_axes`) become one, repeatedly, the most compact union
+    first. The anisotropic votes of a long object can peak twice along it; two objects side by side or end to
+    end make a union too wide or too long. Returns a uint16 map renumbered 1..n."""
+    lab = labels.astype(np.int64)
+    n = int(lab.max())
+    if n < 2:
+        return labels.astype(np.uint16)
+    ys, xs = np.indices(lab.shape, dtype=np.float64)
+    flat = lab.ravel()
+    weights = (np.ones_like(ys), ys, xs, ys * ys, xs * xs, xs * ys)
+    mom = np.stack([np.bincount(flat, wt.ravel(), minlength=n + 1) for wt in weights], 1)  # n+1 6
+    touching = []
+    for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1])):
+        m = (a != b) & (a > 0) & (b > 0)
+        touching.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], 1))
+    pairs = np.unique(np.concatenate(touching), axis=0)
+    root = np.arange(n + 1)
+    while len(pairs):
+        fits = []
+        for p, q in pairs:
+            major, minor = _axes(mom[p] + mom[q])
+            if major <= max_length * length and minor <= max_width * width:
+                fits.append((major, p, q))
+        used: set[int] = set()
+        for _, p, q in sorted(fits):
+            if p not in used and q not in used:
+                root[root == q], mom[p] = p, mom[p] + mom[q]
+                used |= {p, q}
+        if not used:
+            break
+        pairs = np.unique(np.sort(root[pairs], 1), axis=0)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    _, renumbered = np.unique(root, return_inverse=True)  # root 0 stays 0: labels 1..k keep their order
+    return renumbered[lab].astype(np.uint16)
