@@ -57,3 +57,9 @@ def test_python_m_indprior_is_the_command_line(root, tmp_path):
     assert json.loads(done.stdout)["steps"] == 4 == json.loads((out / "metrics.json").read_text())["steps"]
     bad = subprocess.run([sys.executable, "-m", "indprior", "fly"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice: 'fly'" in bad.stderr
+    # a bad setting or a missing data set: one line naming it, exit status 2, no traceback (both entry points)
+    for module, args in (("indprior", ["train", "--set", "steps=-1"]), ("indprior.train", ["--dataset", "cub:/nowhere"])):
+        bad = subprocess.run([sys.executable, "-m", module, *args, "--task", "task1", "--out", str(tmp_path / "bad")],
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+        assert ("steps=-1" if module == "indprior" else "/nowhere") in bad.stderr

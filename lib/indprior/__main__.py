@@ -44,8 +44,8 @@ def _segment_parser(sub: Any) -> None:
     ap.add_argument("--stage", default="last", help="task 1: last | gan | gan_grabcut | self_trained | self_trained_grabcut")
     ap.add_argument("--image", default=None, help="hoc: the photo to segment")
     ap.add_argument("--same-scale", action="store_true", help="hoc: keep the run's rescale (same magnification)")
-    ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=None,
-                    help="hoc: test-time views averaged (1 = fastest; default: the run's own setting)")
+    ap.add_argument("--views", type=int, default=None,
+                    help="hoc: test-time views averaged: 1, 2, 4 or 8 (1 = fastest; default: the run's own setting)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-progress", action="store_true")
 
@@ -131,5 +131,16 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """`main` for a shell: a bad setting or bad input data (ConfigError, DataError, both naming the parameter or
+    file) ends with that one message and exit status 2, not a traceback."""
+    from .data.images import DataError
+    try:
+        main(argv)
+    except (C.ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

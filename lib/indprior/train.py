@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .__main__ import cli as _cli
 from .__main__ import main as _main
 
 
@@ -12,4 +13,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    _cli(["train", *sys.argv[1:]])
