@@ -100,3 +100,35 @@ def test_run_task1_reports_the_self_trained_rows_and_resumes_with_other_stage_se
     assert not (tmp_path / "self_trained.pt").exists()
     assert again["iou_mean"] == m["iou_mean"]
     assert json.loads((tmp_path / "metrics.json").read_text()) == again
+
+
+def test_each_round_of_self_training_learns_from_the_last_rounds_student(root, tmp_path, monkeypatch):
+    """self_train_rounds=3: round 1 labels come from the GAN's provider, round k+1's from round k's student (a
+    different net each time), and the student saved is the last round's."""
+    import indprior.task1.run as task1_run
+    teachers, students = [], []
+    real_train = task1_run.self_train
+
+    def spy_full_masks(net, ws, device):
+        teachers.append(net)
+        return full_masks(net, ws, device)
+
+    def spy_train(init, *args, **kwargs):
+        students.append(real_train(init, *args, **kwargs))
+        assert init is teachers[-1], "each round starts from the net that made its labels"
+        return students[-1]
+    monkeypatch.setattr(task1_run, "full_masks", spy_full_masks)
+    monkeypatch.setattr(task1_run, "self_train", spy_train)
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{root}", steps=4, self_train_rounds=3, refine="none")
+    run_task1(cfg, tmp_path, progress=False)
+    from indprior.task1.infer import load_run
+    gan = load_run(tmp_path)[1].ema.module
+    first_three = teachers[:3]  # later calls of full_masks segment the test split
+    assert len(students) == 3 and first_three[1:] == students[:2]
+    assert all(a is not b for a, b in zip(first_three, first_three[1:]))
+    assert torch.equal(next(first_three[0].parameters()), next(gan.parameters()))  # round 1: the GAN's provider
+    saved = torch.load(tmp_path / "self_trained.pt", weights_only=True)
+    assert saved["rounds"] == 3
+    assert all(torch.equal(v, students[-1].state_dict()[k]) for k, v in saved["state"].items())
+    with pytest.raises(C.ConfigError, match="self_train_rounds"):
+        C.make_config(Task1Config, "smoke", self_train_rounds=0)

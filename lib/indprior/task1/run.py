@@ -142,16 +142,19 @@ class EvalSplit:
 
 def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: Sequence[Sample],
                  device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
-    """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`
-    (saved as out_dir/self_trained.pt: {"state", "steps"}). Uses boxes only, like the GAN."""
-    targets = pseudo_labels(full_masks(provider, train, device), train_ds, train.rects, train.image_boxes,
-                            cfg.image_size, progress)
-    student = self_train(provider, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
-                         lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed, device=device,
-                         augmented=cfg.self_train_augment, progress=progress)
-    atomic_write_bytes(out_dir / "self_trained.pt",
-                       lambda f: torch.save({"state": student.state_dict(), "steps": cfg.self_train_steps}, f))
-    return student
+    """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`;
+    `cfg.self_train_rounds` times, each round teaching from the last round's student (saved as
+    out_dir/self_trained.pt: {"state", "steps", "rounds"}). Uses boxes only, like the GAN."""
+    teacher = provider
+    for k in range(cfg.self_train_rounds):
+        targets = pseudo_labels(full_masks(teacher, train, device), train_ds, train.rects, train.image_boxes,
+                                cfg.image_size, progress)
+        teacher = self_train(teacher, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
+                             lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed + k, device=device,
+                             augmented=cfg.self_train_augment, progress=progress)
+    atomic_write_bytes(out_dir / "self_trained.pt", lambda f: torch.save(
+        {"state": teacher.state_dict(), "steps": cfg.self_train_steps, "rounds": cfg.self_train_rounds}, f))
+    return teacher
 
 
 def stage_outputs(cfg: Task1Config) -> dict[str, bool]:

@@ -6,6 +6,7 @@ settle at the area hinge, parts get cut). GrabCut started from its soft masks on
 cross-entropy (plus horizontal flips) learns the correction and applies it to new images in one forward pass.
 It is the classical self-training / distillation step of weakly supervised segmentation. The student sees
 each window under a random pose and colour jitter (`augment`, as a "noisy student"): 180 windows are few.
+It runs `self_train_rounds` times (task1/run.py): each round's labels are GrabCut from the last round's student.
 Reported as its own rows; `self_train_steps=0` turns it off. What it gained is in docs/method.md.
 """
 from __future__ import annotations
