@@ -15,6 +15,9 @@ error) is printed as markdown and written next to --out as <name>.md.
 --resegment FILE: the runs of FILE's rows (still in --runs, made by those rows: same commit and F1) segmented
 again with the current code, no training (a change of inference or grouping measured in minutes); the rows go
 to --out with the new scores, the commit that trained them (`commit`) and the one that segmented (`segmented_at`).
+--refit FILE --into DIR: the runs of FILE's rows (in --runs, made by those rows) copied to DIR, their trained GAN
+kept, the labelled-data factory and the segmenter run again with `--set` over each run's own configuration (a
+change of the factory measured without training GANs); the rows go to --out (`refit_at`: the commit that refitted).
 """
 from __future__ import annotations
 
@@ -78,6 +81,49 @@ def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace)
             "commit": m.get("provenance", {}).get("commit")}
 
 
+REFIT = r"""
+import json, resource, shutil, sys
+from pathlib import Path
+from indprior import HOCConfig, run_hoc, COINS_GT
+from indprior.core import config as C
+from indprior.data.suite import make_hoc
+src, dst, kind, img_seed, sets = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5:]
+shutil.rmtree(dst, ignore_errors=True)
+shutil.copytree(src, dst, ignore=shutil.ignore_patterns("segmenter*", "metrics.json", "instances.png", "overlay.png"))
+saved = json.loads((src / "run.json").read_text())["config"]
+cfg = C.from_dict(HOCConfig, {**saved, **C.parse_overrides(sets)})
+import torch  # a run made before a field existed behaved as its default: the copied checkpoint says so
+ckpt = torch.load(dst / "gan" / "checkpoint.pt", map_location="cpu", weights_only=False)
+defaults = C.to_dict(C.from_dict(HOCConfig, saved))
+ckpt["config"] = {**{k: v for k, v in defaults.items() if k not in ckpt["config"]}, **ckpt["config"]}
+torch.save(ckpt, dst / "gan" / "checkpoint.pt")
+image = json.loads((src / "metrics.json").read_text())["image"]
+m = run_hoc(cfg, image, dst, COINS_GT if kind == "coins" else make_hoc(kind, img_seed)[1], resume=True, progress=False)
+m["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print("RESULT " + json.dumps(m))
+"""
+
+
+def refit(r: dict, runs: Path, into: Path, sets: list[str]) -> dict:
+    """One row's run (GAN kept) with its factory and segmenter run again under `sets`, in `into`; the new row."""
+    from indprior.core.runtime import provenance
+    name = f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
+    src = runs / name
+    m = json.loads((src / "metrics.json").read_text()) if (src / "metrics.json").is_file() else {}
+    if r.get("status") != "ok" or m.get("provenance", {}).get("commit") != r.get("commit") or m.get("f1") != r.get("f1"):
+        return {**r, "status": "skipped", "reason": f"{src}: not ok, or the folder holds another run"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", REFIT, str(src), str(into / name), r["kind"], str(r["image_seed"]),
+                           *sets], capture_output=True, text=True, env=env)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        return {**r, "status": "crashed", "reason": done.stderr.strip().splitlines()[-1:] or ["?"]}
+    new = json.loads(lines[-1][len("RESULT "):])
+    return {**r, **{k: new.get(k) for k in FIELDS if k != "seconds"}, "refit_seconds": new.get("seconds"),
+            "rss_mb": max(r.get("rss_mb") or 0, new["rss_mb"]), "refit_with": sets,
+            "refit_at": provenance().get("commit"), "was_f1": r.get("f1")}
+
+
 def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
     """`rows` (status ok) whose run folders still hold the run that made them, segmented again now, with the
     inference settings `sets` (FIELD=VALUE, e.g. views=1) over each run's own configuration."""
@@ -128,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", default=str(HERE.parent / "runs" / "hoc_suite"))
     ap.add_argument("--summarize", default=None, help="only print the summary of this results file")
     ap.add_argument("--resegment", default=None, help="segment the runs of this results file again (no training)")
+    ap.add_argument("--refit", default=None, help="run the factory and segmenter of this file's runs again (GAN kept)")
+    ap.add_argument("--into", default=None, help="--refit: the folder the refitted runs are written to")
     args = ap.parse_args(argv)
     if args.summarize:
         print(suite_summary([json.loads(x) for x in Path(args.summarize).read_text().splitlines() if x.strip()]))
@@ -139,6 +187,18 @@ def main(argv: list[str] | None = None) -> None:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
         out.with_suffix(".md").write_text(suite_summary(rows) + "\n")
         print(suite_summary(rows))
+        return
+    if args.refit:
+        if not args.into:
+            ap.error("--refit needs --into DIR (the saved runs in --runs are left as they are)")
+        rows = [json.loads(x) for x in Path(args.refit).read_text().splitlines() if x.strip()]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            new = list(pool.map(lambda r: refit(r, Path(args.runs), Path(args.into), args.set), rows))
+        for r in new:
+            print(json.dumps({k: r.get(k) for k in ("kind", "image_seed", "train_seed", "status", "f1", "was_f1")}))
+        out.write_text("".join(json.dumps(r) + "\n" for r in new))
+        out.with_suffix(".md").write_text(suite_summary([r for r in new if r["status"] != "skipped"]) + "\n")
+        print(suite_summary([r for r in new if r["status"] != "skipped"]))
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(x) for x in out.read_text().splitlines() if x.strip()] if out.is_file() else []

@@ -177,6 +177,18 @@ def test_the_factory_draws_only_cut_outs_that_look_like_one_object():
     assert keep == [0, 1, 6, 7, 8, 9], keep  # two touching discs (3) are one blob but too long; 2, 4, 5 fail too
 
 
+def test_a_faint_mask_of_an_objects_shape_becomes_its_mask_and_an_empty_one_stays_empty():
+    from indprior.hoc.copypaste import rescale_ghosts
+    yy, xx = np.mgrid[:24, :24]
+    disc = torch.tensor(((yy - 12) ** 2 + (xx - 12) ** 2 <= 36).astype(np.float32))
+    masks = torch.stack([0.3 * disc, 0.05 * disc, 0.9 * disc, disc])[:, None]  # a ghost, near empty, bright, full
+    out = rescale_ghosts(masks, 0.1)
+    assert torch.equal(out[0] > 0.5, disc[None] > 0.5) and out[0].max() == 1.0  # the ghost: the object's mask
+    assert torch.equal(out[1], masks[1]) and (out[1] < 0.5).all()  # below the peak floor: stays empty
+    assert torch.equal(out[2], masks[2]) and torch.equal(out[3], masks[3])  # already masks at 0.5: left alone
+    assert torch.equal(rescale_ghosts(masks, 0.0), masks)  # 0 = off
+
+
 def test_a_cut_out_drawn_for_many_places_gets_one_mask_and_the_same_gradients():
     """The mask net runs once per distinct cut-out in a batch; masks and the mask net's gradients equal running it
     once per place, and the frozen EMA masks of the factory equal computing them afresh."""

@@ -123,6 +123,9 @@ def test_area_and_binarisation_penalties_on_known_masks():
     assert area_penalty(m).item() == pytest.approx(0.25)
     assert area_penalty(m, norm=torch.tensor([0.5, 0.5])).item() == pytest.approx(0.5)
     assert area_penalty(m, eta=0.3).item() == pytest.approx(0.1)  # relu(0.5 - 0.3) / 2
+    # a floor: the empty mask pays relu(0.2 - 0), the half mask nothing below the floor
+    assert area_penalty(m, eta=0.3, floor=0.2).item() == pytest.approx((0.2 + 0.2) / 2)
+    assert area_penalty(m, eta=0.6, floor=0.2).item() == pytest.approx(0.2 / 2)
     assert binarisation_penalty(m).item() == 0.0
     assert binarisation_penalty(torch.full((1, 1, 2, 2), 0.5)).item() == 0.5
 

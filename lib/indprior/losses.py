@@ -27,15 +27,18 @@ def g_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
-def area_penalty(mask: torch.Tensor, norm: torch.Tensor | None = None, eta: float = 0.0) -> torch.Tensor:
-    """mean over the batch of relu(area - eta); area = mean mask value, divided by `norm` if given.
+def area_penalty(mask: torch.Tensor, norm: torch.Tensor | None = None, eta: float = 0.0,
+                 floor: float = 0.0) -> torch.Tensor:
+    """mean over the batch of relu(area - eta) (+ relu(floor - area) when floor > 0: a mask that must not
+    vanish); area = mean mask value, divided by `norm` if given.
 
     mask: b ... h w.  norm: b (e.g. the box area as a fraction of the window) or None.
     """
     area = mask.flatten(1).mean(1)  # b
     if norm is not None:
         area = area / norm.clamp_min(1e-6)
-    return F.relu(area - eta).mean()
+    penalty = F.relu(area - eta)
+    return (penalty + F.relu(floor - area) if floor > 0 else penalty).mean()
 
 
 def binarisation_penalty(mask: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ class HOCConfig:
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu"})
+         "amp_cpu", "ghost_peak"})
 
     profile: str = "cpu"
     seed: int = 0
@@ -53,6 +53,13 @@ class HOCConfig:
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
+    ghost_peak: float = 0.1  # copypaste, the labelled-data factory: a cut-out's EMA mask whose peak is below 0.5
+    # but at least this is divided by its peak. The GAN gives dim objects faint "ghost" masks of the right shape (pasted
+    # at low opacity, a dim object hardly changes a composite); at 0.5 they would be empty, and the segmenter would
+    # learn only the bright objects (docs/method.md, session 10). 0 = off
+    area_floor: float = 0.0  # copypaste: ... and below this one: every cut-out is centred on an object candidate,
+    # so its mask may not vanish (dim objects, which the critic hardly misses, get faint masks). Off: measured on
+    # one development photo only (docs/method.md, session 10)
     lambda_edge: float = 5.0  # copypaste: edge-aware smoothness of the masks (losses.edge_aware_smoothness)
     edge_sigma: float = 0.15
     amp: bool = True  # copypaste: bf16 autocast on CUDA
@@ -90,7 +97,7 @@ class HOCConfig:
                                          "seg_levels", "tile", "log_every", "max_objects", "mask_base",
                                          "mask_levels"),
                        non_negative=("area_eta", "min_width", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
-                                     "border", "ckpt_every", "sample_every", "area_min", "lambda_edge", "collapse_patience",
+                                     "border", "ckpt_every", "sample_every", "area_min", "area_floor", "ghost_peak", "lambda_edge", "collapse_patience",
                                      "collapse_check_every", "collapse_until", "max_restarts"),
                        unit=("ema_decay", "min_visible", "keep_layout"),
                        positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",

@@ -78,7 +78,7 @@ class CopyPasteGAN:
             idx = torch.arange(s, min(s + 64, self.scene.n), device=self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 chunks.append(self.masks(idx, net)[1].float())
-        self._ema_masks = torch.cat(chunks)
+        self._ema_masks = rescale_ghosts(torch.cat(chunks), self.cfg.ghost_peak)
 
     def compose(self, batch: dict[str, torch.Tensor], net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
         """The composites of a batch: image b 3 C C, visible b k 1 C C, and the windows and masks of the n
@@ -113,7 +113,8 @@ class CopyPasteGAN:
             self.D.requires_grad_(False)
             adv = g_hinge(self.D(aug(out["image"])).float())
             m, win = out["m"].float(), out["window"]
-            area = area_penalty(m, norm=torch.full((len(m),), self.obj_frac, device=self.device), eta=cfg.area_min)
+            area = area_penalty(m, norm=torch.full((len(m),), self.obj_frac, device=self.device), eta=cfg.area_min,
+                                floor=cfg.area_floor)
             binar, edge = binarisation_penalty(m), edge_aware_smoothness(m, win, cfg.edge_sigma)
             loss_g = adv + cfg.lambda_area * area + cfg.lambda_bin * binar + cfg.lambda_edge * edge
             opt_step(self.opt_g, loss_g)
@@ -134,6 +135,18 @@ class CopyPasteGAN:
 
 
 @torch.no_grad()
+def rescale_ghosts(masks: torch.Tensor, min_peak: float) -> torch.Tensor:
+    """Masks (n 1 P P in [0, 1]) whose peak lies in [min_peak, 0.5) divided by their peak; the others as they are
+    (min_peak 0: all as they are). A "ghost" (a dim object's mask, faint but of the object's shape, empty at the
+    0.5 threshold) becomes the object's mask; an empty mask (peak below min_peak) stays empty, and a mask that is
+    already one at 0.5 is left alone (dividing it too would grow every object's soft border)."""
+    if min_peak <= 0:
+        return masks
+    peak = masks.amax((1, 2, 3), keepdim=True)
+    ghost = (peak >= min_peak) & (peak < 0.5)
+    return torch.where(ghost, masks / peak.clamp_min(1e-6), masks).clamp(0, 1)
+
+
 def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
     """Indices of the cut-outs whose (EMA) mask looks like ONE object: one connected blob (at 0.5) whose area,
     width and length are within `tolerance` x (and area above 1 / tolerance^2 x) those of a typical object

@@ -131,7 +131,8 @@ def train_segmenter_on_composites(cfg: HOCConfig, sampler: Any, gan_step: Any, o
     reused only when it was made from this very generator and architecture."""
     seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
     seg_path = out_dir / "segmenter.pt"
-    made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels}
+    made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
+                 "ghost_peak": cfg.ghost_peak}
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
         seg.load_state_dict(saved["state"])
