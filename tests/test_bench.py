@@ -149,6 +149,22 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
         assert (again_rows[0]["f1"], again_rows[0]["count_pred"]) == (rows[0]["f1"], rows[0]["count_pred"])
     else:
         assert again_rows == []
+    # --refit: the factory and segmenter run again (GAN kept) into another folder; with the run's own settings
+    # the scores come back the same, and the saved run is left as it was
+    seg_file = tmp_path / "runs" / "dark_on_light3_t0" / "segmenter.pt"
+    before = seg_file.read_bytes() if seg_file.is_file() else None
+    fit_cmd = [sys.executable, str(script), "--refit", str(out), "--into", str(tmp_path / "refit"), "--out",
+               str(tmp_path / "fit.jsonl"), "--runs", str(tmp_path / "runs"), "--jobs", "1"]
+    done = subprocess.run(fit_cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    fit = [json.loads(x) for x in (tmp_path / "fit.jsonl").read_text().splitlines()]
+    if rows[0]["status"] == "ok":
+        assert fit[0]["status"] == "ok" and fit[0]["was_f1"] == rows[0]["f1"] and fit[0]["refit_at"]
+        assert (fit[0]["f1"], fit[0]["count_pred"]) == (rows[0]["f1"], rows[0]["count_pred"])
+        assert (tmp_path / "refit" / "dark_on_light3_t0" / "segmenter.pt").is_file()
+    else:
+        assert fit[0]["status"] == "skipped"
+    assert (seg_file.read_bytes() if seg_file.is_file() else None) == before
     out.write_text(json.dumps({**rows[0], "status": "ok", "f1": -1.0}) + "\n")
     done = subprocess.run(re_cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and "skipped dark_on_light3_t0" in done.stdout
