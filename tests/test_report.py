@@ -32,10 +32,13 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     suite.write_text("\n".join(json.dumps(r) for r in rows))
     again = tmp_path / "again.jsonl"  # the same runs segmented again by later code (hoc_suite.py --resegment)
     again.write_text(json.dumps({**rows[0], "segmented_at": "ab98765", "segmented_with": ["views=4"]}))
+    refit = tmp_path / "refit.jsonl"  # ... and with the factory and segmenter run again (hoc_suite.py --refit)
+    refit.write_text(json.dumps({**rows[0], "refit_at": "cd45678", "refit_with": ["ghost_peak=0.1"]}) + "\n"
+                     + json.dumps(rows[0]))
     scale = tmp_path / "scale.jsonl"
     scale.write_text("\n".join(json.dumps({"kind": "rods", "diameter_ratio": d, "width_ratio": 1.0, "fg_iou": f,
                                            "seconds": 5.0}) for d, f in ((0.9, 0.95), (1.0, 0.97), (0.5, 0.30))))
-    page = write_report(runs, [suite, again], tmp_path / "docs" / "results.md", cache_dir=tmp_path / "cache",
+    page = write_report(runs, [suite, again, refit], tmp_path / "docs" / "results.md", cache_dir=tmp_path / "cache",
                         scale_files=[scale]).read_text()
 
     assert "0.650 / 0.600" in page  # GAN: mean / worst over the two seeds
@@ -48,5 +51,7 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     assert suite_summary(rows).splitlines()[0].startswith("| kind |")
     assert "Runs made at commit fe12345.\n" in page  # which code the suite rows come from
     assert "Runs made at commit fe12345. Segmented again (no training) at commit ab98765 (views=4)." in page
+    assert ("Runs made at commit fe12345. 1 of the runs: GAN kept, labelled-data factory and segmenter run again at "
+            "commit cd45678 (ghost_peak=0.1).") in page
     # the size table: median ratio 0.90, the worst is the one furthest from 1 (0.50); foreground IoU worst 0.30
     assert "| rods | 3 | 0.90 (0.50) | 1.00 (1.00) | 0.95 (0.30) | 5.0 |" in page

@@ -211,6 +211,11 @@ def write_report(runs_root: str | Path = "runs", suite_files: list[Path] | None 
                         for r in rows if r.get("segmented_at")})
         if again:  # bench/hoc_suite.py --resegment: the saved runs segmented again by later code
             made += f" Segmented again (no training) at commit {', '.join(again)}."
+        refit = sorted({f"{r['refit_at']} ({' '.join(r.get('refit_with') or []) or 'as configured'})"
+                        for r in rows if r.get("refit_at")})
+        if refit:  # bench/hoc_suite.py --refit: the saved GANs kept, factory + segmenter run again by later code
+            made += (f" {sum(bool(r.get('refit_at')) for r in rows)} of the runs: GAN kept, labelled-data factory and "
+                     f"segmenter run again at commit {', '.join(refit)}.")
         parts += ["", f"## Task 2: the HOC suite (`{path}`)", "", made, "", suite_summary(rows)]
     for path in scale_files or []:
         parts += ["", f"## Task 2: object size and foreground read off the photo vs the GT (`{path}`)", "",
