@@ -134,7 +134,6 @@ class CopyPasteGAN:
         return {**out, "labels": label_map(out["visible"])}
 
 
-@torch.no_grad()
 def rescale_ghosts(masks: torch.Tensor, min_peak: float) -> torch.Tensor:
     """Masks (n 1 P P in [0, 1]) whose peak lies in [min_peak, 0.5) divided by their peak; the others as they are
     (min_peak 0: all as they are). A "ghost" (a dim object's mask, faint but of the object's shape, empty at the
@@ -147,6 +146,7 @@ def rescale_ghosts(masks: torch.Tensor, min_peak: float) -> torch.Tensor:
     return torch.where(ghost, masks / peak.clamp_min(1e-6), masks).clamp(0, 1)
 
 
+@torch.no_grad()
 def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
     """Indices of the cut-outs whose (EMA) mask looks like ONE object: one connected blob (at 0.5) whose area,
     width and length are within `tolerance` x (and area above 1 / tolerance^2 x) those of a typical object
