@@ -65,16 +65,28 @@ def plan(kinds: str, image_seeds: str, train_seeds: str) -> list[tuple[str, int,
             if k != "coins" or s == seeds[0]]
 
 
+def _one_thread(script: str, *argv: str) -> tuple[dict | None, list[str]]:
+    """`script` in a fresh process with one torch thread: (its RESULT line's dict, []) or (None, stderr's last line)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        return None, done.stderr.strip().splitlines()[-1:] or ["?"]
+    return json.loads(lines[-1][len("RESULT "):]), []
+
+
+def _made_by(r: dict, run: Path) -> bool:
+    """Whether the folder `run` still holds the run that made row `r` (status ok, same commit and F1)."""
+    m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    return r.get("status") == "ok" and m.get("provenance", {}).get("commit") == r.get("commit") and m.get("f1") == r.get("f1")
+
+
 def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace) -> dict:
     out = Path(args.runs) / f"{kind}{img_seed}_t{train_seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-c", ONE_RUN, kind, str(img_seed), str(train_seed), args.profile, str(out), *args.set]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    m, crash = _one_thread(ONE_RUN, kind, str(img_seed), str(train_seed), args.profile, str(out), *args.set)
     row = {"kind": kind, "image_seed": img_seed, "train_seed": train_seed, "profile": args.profile, "set": args.set}
-    if done.returncode != 0 or not lines:
-        return {**row, "status": "crashed", "reason": done.stderr.strip().splitlines()[-1:] or ["?"]}
-    m = json.loads(lines[-1][len("RESULT "):])
+    if m is None:
+        return {**row, "status": "crashed", "reason": crash}
     ws = m.get("baseline_watershed", {})
     return {**row, **{k: m.get(k) for k in FIELDS}, "rss_mb": m.get("rss_mb"), "ws_f1": ws.get("f1"),
             "ws_ap50": ws.get("ap50"), "ws_count_error": ws.get("count_error"),
@@ -109,16 +121,11 @@ def refit(r: dict, runs: Path, into: Path, sets: list[str]) -> dict:
     from indprior.core.runtime import provenance
     name = f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
     src = runs / name
-    m = json.loads((src / "metrics.json").read_text()) if (src / "metrics.json").is_file() else {}
-    if r.get("status") != "ok" or m.get("provenance", {}).get("commit") != r.get("commit") or m.get("f1") != r.get("f1"):
+    if not _made_by(r, src):
         return {**r, "status": "skipped", "reason": f"{src}: not ok, or the folder holds another run"}
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", REFIT, str(src), str(into / name), r["kind"], str(r["image_seed"]),
-                           *sets], capture_output=True, text=True, env=env)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
-        return {**r, "status": "crashed", "reason": done.stderr.strip().splitlines()[-1:] or ["?"]}
-    new = json.loads(lines[-1][len("RESULT "):])
+    new, crash = _one_thread(REFIT, str(src), str(into / name), r["kind"], str(r["image_seed"]), *sets)
+    if new is None:
+        return {**r, "status": "crashed", "reason": crash}
     return {**r, **{k: new.get(k) for k in FIELDS if k != "seconds"}, "refit_seconds": new.get("seconds"),
             "rss_mb": max(r.get("rss_mb") or 0, new["rss_mb"]), "refit_with": sets,
             "refit_at": provenance().get("commit"), "was_f1": r.get("f1")}
@@ -143,10 +150,10 @@ def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
     now, out = provenance().get("commit"), []
     for r in rows:
         run = runs / f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
-        m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-        if r.get("status") != "ok" or m.get("provenance", {}).get("commit") != r.get("commit") or m.get("f1") != r.get("f1"):
+        if not _made_by(r, run):
             print(f"skipped {run.name}: not ok, or its folder holds another run", flush=True)
             continue
+        m = json.loads((run / "metrics.json").read_text())
         cfg, info, seg = load_hoc_run(run)
         cfg = dataclasses.replace(cfg, **parse_overrides(sets))
         img = load_image(m["image"])
