@@ -187,6 +187,9 @@ def test_a_faint_mask_of_an_objects_shape_becomes_its_mask_and_an_empty_one_stay
     assert torch.equal(out[1], masks[1]) and (out[1] < 0.5).all()  # below the peak floor: stays empty
     assert torch.equal(out[2], masks[2]) and torch.equal(out[3], masks[3])  # already masks at 0.5: left alone
     assert torch.equal(rescale_ghosts(masks, 0.0), masks)  # 0 = off
+    faint = torch.stack([0.07 * disc, 0.02 * disc])[:, None]  # at the default (0.05): fainter ghosts count, noise not
+    out = rescale_ghosts(faint, HOCConfig().ghost_peak)
+    assert torch.equal(out[0] > 0.5, disc[None] > 0.5) and torch.equal(out[1], faint[1])
 
 
 def test_a_cut_out_drawn_for_many_places_gets_one_mask_and_the_same_gradients():

@@ -53,10 +53,10 @@ class HOCConfig:
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
-    ghost_peak: float = 0.1  # copypaste, the labelled-data factory: a cut-out's EMA mask whose peak is below 0.5
+    ghost_peak: float = 0.05  # copypaste, the labelled-data factory: a cut-out's EMA mask whose peak is below 0.5
     # but at least this is divided by its peak. The GAN gives dim objects faint "ghost" masks of the right shape (pasted
     # at low opacity, a dim object hardly changes a composite); at 0.5 they would be empty, and the segmenter would
-    # learn only the bright objects (docs/method.md, session 10). 0 = off
+    # learn only the bright objects (docs/method.md, sessions 10-11: 0.1, then 0.05). 0 = off
     area_floor: float = 0.0  # copypaste: ... and below this one: every cut-out is centred on an object candidate,
     # so its mask may not vanish (dim objects, which the critic hardly misses, get faint masks). Off: measured on
     # one development photo only (docs/method.md, session 10)
