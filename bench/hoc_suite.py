@@ -75,14 +75,21 @@ def _one_thread(script: str, *argv: str) -> tuple[dict | None, list[str]]:
     return json.loads(lines[-1][len("RESULT "):]), []
 
 
-def _made_by(r: dict, run: Path) -> bool:
-    """Whether the folder `run` still holds the run that made row `r` (status ok, same commit and F1)."""
+def _folder(runs: Path, kind: str, image_seed: int, train_seed: int) -> Path:
+    """Where the suite keeps the run of one kind, image seed and training seed."""
+    return Path(runs) / f"{kind}{image_seed}_t{train_seed}"
+
+
+def _made_by(r: dict, run: Path) -> dict | None:
+    """The metrics of the folder `run` if it still holds the run that made row `r` (status ok, same commit and F1);
+    None otherwise."""
     m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    return r.get("status") == "ok" and m.get("provenance", {}).get("commit") == r.get("commit") and m.get("f1") == r.get("f1")
+    made = r.get("status") == "ok" and m.get("provenance", {}).get("commit") == r.get("commit") and m.get("f1") == r.get("f1")
+    return m if made else None
 
 
 def run_one(kind: str, img_seed: int, train_seed: int, args: argparse.Namespace) -> dict:
-    out = Path(args.runs) / f"{kind}{img_seed}_t{train_seed}"
+    out = _folder(args.runs, kind, img_seed, train_seed)
     m, crash = _one_thread(ONE_RUN, kind, str(img_seed), str(train_seed), args.profile, str(out), *args.set)
     row = {"kind": kind, "image_seed": img_seed, "train_seed": train_seed, "profile": args.profile, "set": args.set}
     if m is None:
@@ -119,11 +126,10 @@ print("RESULT " + json.dumps(m))
 def refit(r: dict, runs: Path, into: Path, sets: list[str]) -> dict:
     """One row's run (GAN kept) with its factory and segmenter run again under `sets`, in `into`; the new row."""
     from indprior.core.runtime import provenance
-    name = f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
-    src = runs / name
-    if not _made_by(r, src):
+    src = _folder(runs, r["kind"], r["image_seed"], r["train_seed"])
+    if _made_by(r, src) is None:
         return {**r, "status": "skipped", "reason": f"{src}: not ok, or the folder holds another run"}
-    new, crash = _one_thread(REFIT, str(src), str(into / name), r["kind"], str(r["image_seed"]), *sets)
+    new, crash = _one_thread(REFIT, str(src), str(into / src.name), r["kind"], str(r["image_seed"]), *sets)
     if new is None:
         return {**r, "status": "crashed", "reason": crash}
     return {**r, **{k: new.get(k) for k in FIELDS if k != "seconds"}, "refit_seconds": new.get("seconds"),
@@ -149,11 +155,11 @@ def resegment(rows: list[dict], runs: Path, sets: list[str]) -> list[dict]:
     torch.set_num_threads(1)
     now, out = provenance().get("commit"), []
     for r in rows:
-        run = runs / f"{r['kind']}{r['image_seed']}_t{r['train_seed']}"
-        if not _made_by(r, run):
+        run = _folder(runs, r["kind"], r["image_seed"], r["train_seed"])
+        m = _made_by(r, run)
+        if m is None:
             print(f"skipped {run.name}: not ok, or its folder holds another run", flush=True)
             continue
-        m = json.loads((run / "metrics.json").read_text())
         cfg, info, seg = load_hoc_run(run)
         cfg = dataclasses.replace(cfg, **parse_overrides(sets))
         img = load_image(m["image"])
