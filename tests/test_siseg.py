@@ -227,6 +227,41 @@ def test_pieces_of_one_rod_are_joined_but_neighbouring_rods_are_not():
     assert (out[lab == 7] > 0).all() and ((out > 0) == (lab > 0)).all()
 
 
+def _rod(shape, centre, angle_deg, length, width):
+    """Mask of a filled rectangle length x width centred at `centre`, rotated by `angle_deg`."""
+    yy, xx = np.indices(shape, dtype=float)
+    a = np.deg2rad(angle_deg)
+    u = (yy - centre[0]) * np.sin(a) + (xx - centre[1]) * np.cos(a)
+    v = (yy - centre[0]) * np.cos(a) - (xx - centre[1]) * np.sin(a)
+    return (np.abs(u) <= length / 2) & (np.abs(v) <= width / 2)
+
+
+def test_rods_merged_side_by_side_are_cut_apart_and_single_rods_stay_whole():
+    from indprior.hoc.grouping import split_side_by_side
+    shape, L, W = (100, 160), 28, 7
+    truth = np.zeros(shape, np.int64)
+    truth[_rod(shape, (20, 30), 30, L, W)] = 1
+    truth[_rod(shape, (20 - 7 * np.cos(np.deg2rad(30)), 30 + 7 * np.sin(np.deg2rad(30))), 30, L, W)] = 2  # beside 1
+    truth[_rod(shape, (60, 40), -20, L, W)] = 3
+    truth[_rod(shape, (60, 100), 90, L, W)] = 4
+    truth[_rod(shape, (60, 100 + W), 90, L, W)] = 5  # beside 4
+    truth[_rod(shape, (30, 120), 70, L, W)] = 6  # alone
+    merged = truth.copy()
+    merged[merged == 2], merged[merged == 5] = 1, 4  # the grouping's failure: each pair is one instance
+    out = split_side_by_side(merged, L, W, min_size=20)
+    assert out.dtype == np.uint16 and out.max() == 6 and ((out > 0) == (truth > 0)).all()
+    for k in range(1, 7):  # every rod is (almost all of) one instance and that instance is (almost all) the rod
+        vals, counts = np.unique(out[truth == k], return_counts=True)
+        best = vals[np.argmax(counts)]
+        assert counts.max() >= 0.9 * (truth == k).sum() and (truth[out == best] == k).mean() >= 0.9
+    untouched = split_side_by_side(truth, L, W, min_size=20)  # rods already apart stay as they are
+    assert untouched.max() == 6 and all(len(np.unique(untouched[truth == k])) == 1 for k in range(1, 7))
+    fat = np.zeros(shape, np.int64)
+    fat[_rod(shape, (50, 80), 0, 30, 22)] = 1  # one wide object no cut fits (parts 11 px wide are fine, too long)
+    fat_out = split_side_by_side(fat, 14, 7, min_size=20)
+    assert fat_out.max() == 1
+
+
 def test_boundary_map_refines_blurred_borders():
     """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
     rng = np.random.default_rng(5)

@@ -189,3 +189,75 @@ def join_end_to_end(labels: np.ndarray, length: float, width: float, max_length:
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     _, renumbered = np.unique(root, return_inverse=True)  # root 0 stays 0: labels 1..k keep their order
     return renumbered[lab].astype(np.uint16)
+
+
+def _principal(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(centre, unit major direction, major, minor) of the points p (n 2); axes as in `_axes`."""
+    c = p.mean(0)
+    vals, vecs = np.linalg.eigh(np.cov((p - c).T, bias=True))
+    return c, vecs[:, 1], 4 * np.sqrt(max(vals[1], 0.0)), 4 * np.sqrt(max(vals[0], 0.0))
+
+
+def _k_lines(p: np.ndarray, assign: np.ndarray, k: int, iters: int = 15) -> np.ndarray | None:
+    """k-means with line segments for centres: each cluster's segment runs along its major axis over 0.9 of its
+    length; points join the nearest segment. None when a cluster runs empty."""
+    for _ in range(iters):
+        dist = []
+        for j in range(k):
+            q = p[assign == j]
+            if len(q) < 3:
+                return None
+            c, d, major, _ = _principal(q)
+            v = p - c
+            t = np.clip(v @ d, -0.45 * major, 0.45 * major)
+            dist.append(np.linalg.norm(v - t[:, None] * d[None], axis=1))
+        new = np.argmin(np.stack(dist, 1), 1)
+        if (new == assign).all():
+            break
+        assign = new
+    return assign
+
+
+def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger: float = 1.9,
+                       max_length: float = 1.5, max_width: float = 1.5, min_size: int = 20,
+                       max_parts: int = 3) -> np.ndarray:
+    """The converse of `join_end_to_end`: an instance wider than `trigger` x `width` (minor axis as in `_axes`:
+    objects lying side by side whose votes met) is cut into the fewest line-shaped parts (2, then up to
+    `max_parts`; `_k_lines` started from slices across and along it) that each fit one object (major <=
+    max_length x `length`, minor <= max_width x `width`, >= min_size pixels); among cuts into as many parts the
+    thinnest (summed minor axes) wins. An instance no cut fits stays whole. Returns a uint16 map renumbered 1..n."""
+    out = labels.astype(np.int64)
+    nxt = int(out.max()) + 1
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        ys, xs = np.nonzero(labels[sl] == k)
+        if len(ys) < 2 * min_size:
+            continue
+        p = np.stack([ys, xs], 1).astype(np.float64)
+        c, d, _, minor = _principal(p)
+        if minor <= trigger * width:
+            continue
+        best = None
+        for parts in range(2, max_parts + 1):
+            for axis in (np.array([-d[1], d[0]]), d):  # slices across the instance first, then along it
+                proj = (p - c) @ axis
+                start = np.searchsorted(np.quantile(proj, np.linspace(0, 1, parts + 1)[1:-1]), proj)
+                assign = _k_lines(p, start, parts)
+                if assign is None:
+                    continue
+                shapes = [_principal(p[assign == j]) if (assign == j).sum() >= max(min_size, 3) else None
+                          for j in range(parts)]
+                if all(s is not None and s[2] <= max_length * length and s[3] <= max_width * width for s in shapes):
+                    thickness = sum(s[3] for s in shapes)
+                    if best is None or thickness < best[0]:
+                        best = (thickness, assign)
+            if best is not None:
+                break
+        if best is not None:
+            region = out[sl]
+            for j in range(1, int(best[1].max()) + 1):
+                region[ys[best[1] == j], xs[best[1] == j]] = nxt
+                nxt += 1
+    _, renumbered = np.unique(out, return_inverse=True)
+    return renumbered.reshape(out.shape).astype(np.uint16)

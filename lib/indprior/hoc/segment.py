@@ -20,7 +20,7 @@ from ..core.files import prepare_out_dir, write_json
 from ..core.runtime import resolve_device
 from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
-from .grouping import join_end_to_end
+from .grouping import join_end_to_end, split_side_by_side
 from .outputs import Failed, finish, write_instances
 from .scale import photo_stats
 from .siseg import InstanceSegmenter, predict_instances
@@ -80,15 +80,17 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     The votes of one object spread with its size, so the grouping bandwidth (rescaled px) is, unless given, a
     fifth of the object's length (`length`; the diameter crop / crop_instances when not given or shorter): on the
     suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md).
-    Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), and touching
-    pieces that together make one object of their size are joined (`join_end_to_end`)."""
+    Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
+    pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
+    as two objects is cut into objects of their size where it can be (`split_side_by_side`)."""
     d_px = cfg.crop / cfg.crop_instances
     span, anisotropy = max(d_px, length or d_px), anisotropy_for(length, width)
     labels, maps = predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
                                      views=cfg.views, min_size=_min_size(cfg),
                                      bandwidth=bandwidth or max(1.5, span / 5), anisotropy=anisotropy)
-    if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes)
-        labels = join_end_to_end(labels, span, width)
+    if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes);
+        labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
+        labels = split_side_by_side(labels, span, width, min_size=_min_size(cfg))
     return labels, maps
 
 
