@@ -81,10 +81,11 @@ def _folder(runs: Path, kind: str, image_seed: int, train_seed: int) -> Path:
 
 
 def _made_by(r: dict, run: Path) -> dict | None:
-    """The metrics of the folder `run` if it still holds the run that made row `r` (status ok, same commit and F1);
-    None otherwise."""
+    """The metrics of the folder `run` if it still holds the run that made row `r` (status ok, same commit and F1;
+    a refitted row's commit is the refit's, `refit_at`); None otherwise."""
     m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
-    made = r.get("status") == "ok" and m.get("provenance", {}).get("commit") == r.get("commit") and m.get("f1") == r.get("f1")
+    commit = r.get("refit_at") or r.get("commit")
+    made = r.get("status") == "ok" and m.get("provenance", {}).get("commit") == commit and m.get("f1") == r.get("f1")
     return m if made else None
 
 

@@ -162,6 +162,15 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
         assert fit[0]["status"] == "ok" and fit[0]["was_f1"] == rows[0]["f1"] and fit[0]["refit_at"]
         assert (fit[0]["f1"], fit[0]["count_pred"]) == (rows[0]["f1"], rows[0]["count_pred"])
         assert (tmp_path / "refit" / "dark_on_light3_t0" / "segmenter.pt").is_file()
+        # a refitted run can be segmented again from its own rows: its folder was made at the refit's commit, not
+        # at the training's (here both are this tree's, so the training's is made to differ, as it would)
+        (tmp_path / "fit_later.jsonl").write_text(json.dumps({**fit[0], "commit": "0000000"}) + "\n")
+        done = subprocess.run([sys.executable, str(script), "--resegment", str(tmp_path / "fit_later.jsonl"), "--out",
+                               str(tmp_path / "re_fit.jsonl"), "--runs", str(tmp_path / "refit")],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0 and "skipped" not in done.stdout, done.stdout + done.stderr
+        re_fit = [json.loads(x) for x in (tmp_path / "re_fit.jsonl").read_text().splitlines()]
+        assert len(re_fit) == 1 and re_fit[0]["f1"] == fit[0]["f1"]
     else:
         assert fit[0]["status"] == "skipped"
     assert (seg_file.read_bytes() if seg_file.is_file() else None) == before
