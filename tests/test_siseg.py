@@ -260,6 +260,9 @@ def test_rods_merged_side_by_side_are_cut_apart_and_single_rods_stay_whole():
     fat[_rod(shape, (50, 80), 0, 30, 22)] = 1  # one wide object no cut fits (parts 11 px wide are fine, too long)
     fat_out = split_side_by_side(fat, 14, 7, min_size=20)
     assert fat_out.max() == 1
+    full = np.where(merged > 0, merged, 7)  # no background left: every instance keeps its pixels
+    full_out = split_side_by_side(full, L, W, min_size=20)
+    assert (full_out > 0).all() and full_out.max() >= 5
 
 
 def test_boundary_map_refines_blurred_borders():

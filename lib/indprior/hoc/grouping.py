@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from skimage.segmentation import watershed
+from skimage.segmentation import relabel_sequential, watershed
 
 _SEGMENT_POINTS = 9  # anisotropic votes: points per vote segment
 
@@ -259,5 +259,4 @@ def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger:
             for j in range(1, int(best[1].max()) + 1):
                 region[ys[best[1] == j], xs[best[1] == j]] = nxt
                 nxt += 1
-    _, renumbered = np.unique(out, return_inverse=True)
-    return renumbered.reshape(out.shape).astype(np.uint16)
+    return relabel_sequential(out)[0].astype(np.uint16)
