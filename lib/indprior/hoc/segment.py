@@ -83,14 +83,14 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
     pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
     as two objects is cut into objects of their size where it can be (`split_side_by_side`)."""
-    d_px = cfg.crop / cfg.crop_instances
+    d_px, min_size = cfg.crop / cfg.crop_instances, _min_size(cfg)
     span, anisotropy = max(d_px, length or d_px), anisotropy_for(length, width)
     labels, maps = predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
-                                     views=cfg.views, min_size=_min_size(cfg),
+                                     views=cfg.views, min_size=min_size,
                                      bandwidth=bandwidth or max(1.5, span / 5), anisotropy=anisotropy)
     if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes);
         labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
-        labels = split_side_by_side(labels, span, width, min_size=_min_size(cfg))
+        labels = split_side_by_side(labels, span, width, min_size=min_size)
     return labels, maps
 
 
