@@ -265,6 +265,44 @@ def test_rods_merged_side_by_side_are_cut_apart_and_single_rods_stay_whole():
     assert (full_out > 0).all() and full_out.max() >= 5
 
 
+def _offsets_to(labels, centres, noise, rng):
+    """2 h w offsets sending each pixel of instance k to centres[k] (k >= 1), plus Gaussian noise of sd `noise`."""
+    yy, xx = np.indices(labels.shape, dtype=float)
+    off = np.zeros((2, *labels.shape))
+    for k, (cy, cx) in centres.items():
+        m = labels == k
+        off[0][m], off[1][m] = cy - yy[m], cx - xx[m]
+    return off + rng.normal(0, noise, off.shape) * (labels > 0)
+
+
+def test_round_objects_whose_votes_met_are_cut_apart_and_single_objects_stay_whole():
+    from indprior.hoc.grouping import split_bimodal_votes
+    rng = np.random.default_rng(0)
+    shape, d = (80, 120), 16.0
+    yy, xx = np.indices(shape, dtype=float)
+    disc = lambda cy, cx, r: np.hypot(yy - cy, xx - cx) <= r  # noqa: E731
+    truth = np.zeros(shape, np.int64)
+    truth[disc(25, 25, 6)] = 1  # two small objects side by side, centres 12 px (0.75 d) apart
+    truth[disc(25, 37, 6)] = 2
+    truth[disc(55, 80, 9)] = 3  # one large object
+    truth[disc(25, 90, 8)] = 4  # one typical object ...
+    centres = {1: (25, 25), 2: (25, 37), 3: (55, 80), 4: (25, 90)}
+    off = _offsets_to(truth, centres, 1.0, rng)
+    stray = disc(25, 90, 8) & (xx > 95)  # ... whose rim sends a few votes astray
+    off[1][stray] += 8
+    merged = np.where(truth == 2, 1, truth)  # the grouping's failure: the two small ones are one instance
+    out = split_bimodal_votes(merged, off, d, min_size=10)
+    assert out.dtype == np.uint16 and out.max() == 4 and ((out > 0) == (truth > 0)).all()
+    for k in range(1, 5):
+        vals, counts = np.unique(out[truth == k], return_counts=True)
+        assert counts.max() >= 0.95 * (truth == k).sum()
+        assert (truth[out == vals[np.argmax(counts)]] == k).mean() >= 0.95
+    close = _offsets_to(truth, {**centres, 2: (25, 31)}, 1.0, rng)  # votes only 6 px (0.38 d) apart: one object
+    assert split_bimodal_votes(merged, close, d, min_size=10).max() == 3
+    with pytest.raises(ValueError, match="offset"):
+        split_bimodal_votes(merged, off[:, :10], d)
+
+
 def test_boundary_map_refines_blurred_borders():
     """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
     rng = np.random.default_rng(5)

@@ -260,3 +260,69 @@ def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger:
                 region[ys[best[1] == j], xs[best[1] == j]] = nxt
                 nxt += 1
     return relabel_sequential(out)[0].astype(np.uint16)
+
+
+def _two_means(a: np.ndarray, iters: int = 20) -> np.ndarray | None:
+    """2-means of the points a (n 2), started from a cut at the median along their principal axis; None when a
+    cluster runs empty."""
+    c = a.mean(0)
+    _, _, vt = np.linalg.svd(a - c, full_matrices=False)
+    proj = (a - c) @ vt[0]
+    assign = (proj > np.median(proj)).astype(np.int64)
+    for _ in range(iters):
+        if assign.min() == assign.max():
+            return None
+        cs = np.stack([a[assign == j].mean(0) for j in (0, 1)])
+        new = np.argmin(((a[:, None] - cs[None]) ** 2).sum(-1), 1)
+        if (new == assign).all():
+            break
+        assign = new
+    return assign
+
+
+def _bimodal_cut(a: np.ndarray, min_part: float, min_sep: float, kappa: float) -> np.ndarray | None:
+    """The 2-means of the arrival points a when it parts them into two groups of >= min_part points whose means
+    lie >= min_sep apart and >= kappa rms deviations (along the line joining them) apart; else None."""
+    assign = _two_means(a)
+    if assign is None or min((assign == 0).sum(), (assign == 1).sum()) < min_part:
+        return None
+    c0, c1 = a[assign == 0].mean(0), a[assign == 1].mean(0)
+    sep = float(np.linalg.norm(c1 - c0))
+    if sep < min_sep:
+        return None
+    u = (c1 - c0) / sep
+    dev = np.concatenate([(a[assign == 0] - c0) @ u, (a[assign == 1] - c1) @ u])
+    return assign if sep >= kappa * np.sqrt((dev ** 2).mean()) else None
+
+
+def split_bimodal_votes(labels: np.ndarray, offset: np.ndarray, diameter: float, min_size: int = 20,
+                        min_sep: float = 0.6, kappa: float = 2.5, min_part: float = 0.3) -> np.ndarray:
+    """Round objects whose votes met: an instance whose pixels' arrival points (pixel + offset) form two groups,
+    each of >= max(min_size, min_part x a typical object's area, pi diameter^2 / 4) pixels, whose means lie
+    >= min_sep x `diameter` apart and >= `kappa` rms deviations apart (`_bimodal_cut`), is cut in two by those
+    groups, and each part is examined again. Small objects pressed between larger ones send their votes to
+    points closer than the grouping bandwidth can part; a single object's votes are one group (on the development
+    runs no single object's groups lay more than 0.53 diameters apart). Returns a uint16 map renumbered 1..n."""
+    if offset.shape != (2, *labels.shape):
+        raise ValueError(f"offset: expected shape (2, {labels.shape[0]}, {labels.shape[1]}), got {offset.shape}")
+    out = labels.astype(np.int64)
+    nxt = int(out.max()) + 1
+    smallest = max(min_size, min_part * np.pi * diameter ** 2 / 4, 3)
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        ys, xs = np.nonzero(labels[sl] == k)
+        ys, xs = ys + sl[0].start, xs + sl[1].start
+        a = np.stack([ys + offset[0, ys, xs], xs + offset[1, ys, xs]], 1).astype(np.float64)
+        todo, parts = [np.arange(len(ys))], []
+        while todo:
+            idx = todo.pop()
+            cut = _bimodal_cut(a[idx], smallest, min_sep * diameter, kappa) if len(idx) >= 2 * smallest else None
+            if cut is None:
+                parts.append(idx)
+            else:
+                todo += [idx[cut == 0], idx[cut == 1]]
+        for idx in parts[1:]:
+            out[ys[idx], xs[idx]] = nxt
+            nxt += 1
+    return relabel_sequential(out)[0].astype(np.uint16)

@@ -20,7 +20,7 @@ from ..core.files import prepare_out_dir, write_json
 from ..core.runtime import resolve_device
 from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
-from .grouping import join_end_to_end, split_side_by_side
+from .grouping import join_end_to_end, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
 from .scale import photo_stats
 from .siseg import InstanceSegmenter, predict_instances
@@ -82,7 +82,8 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md).
     Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
     pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
-    as two objects is cut into objects of their size where it can be (`split_side_by_side`)."""
+    as two objects is cut into objects of their size where it can be (`split_side_by_side`). Round objects whose
+    votes form two groups far apart are cut in two (`split_bimodal_votes`)."""
     d_px, min_size = cfg.crop / cfg.crop_instances, _min_size(cfg)
     span, anisotropy = max(d_px, length or d_px), anisotropy_for(length, width)
     labels, maps = predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
@@ -91,6 +92,8 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes);
         labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
         labels = split_side_by_side(labels, span, width, min_size=min_size)
+    else:  # round objects: an instance whose votes form two groups far apart is cut in two
+        labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)
     return labels, maps
 
 
