@@ -39,6 +39,19 @@ NOTEBOOKS = ROOT / "notebooks"
 KERNEL = "indprior"
 
 
+def merge_streams(outputs: list) -> list:
+    """Consecutive stream outputs of one name (stdout / stderr) as one: how often the kernel flushed is noise."""
+    merged: list = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
+
+
 def strip_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Drop everything that changes from run to run without the content changing."""
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
@@ -52,6 +65,7 @@ def strip_noise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":  # renumbered 1..n: nbval takes a cell without a count as unrun
             count += 1
             cell.execution_count = count
+            cell.outputs = merge_streams(cell.outputs)
             for out in cell.outputs:
                 if "execution_count" in out:
                     out["execution_count"] = count
