@@ -278,27 +278,32 @@ def _offsets_to(labels, centres, noise, rng):
 def test_round_objects_whose_votes_met_are_cut_apart_and_single_objects_stay_whole():
     from indprior.hoc.grouping import split_bimodal_votes
     rng = np.random.default_rng(0)
-    shape, d = (80, 120), 16.0
+    shape, d = (80, 140), 16.0
     yy, xx = np.indices(shape, dtype=float)
     disc = lambda cy, cx, r: np.hypot(yy - cy, xx - cx) <= r  # noqa: E731
     truth = np.zeros(shape, np.int64)
-    truth[disc(25, 25, 6)] = 1  # two small objects side by side, centres 12 px (0.75 d) apart
+    truth[disc(25, 25, 6)] = 1  # three small objects in a row, centres 12 px (0.75 d) apart
     truth[disc(25, 37, 6)] = 2
-    truth[disc(55, 80, 9)] = 3  # one large object
-    truth[disc(25, 90, 8)] = 4  # one typical object ...
-    centres = {1: (25, 25), 2: (25, 37), 3: (55, 80), 4: (25, 90)}
+    truth[disc(25, 49, 6)] = 3
+    truth[disc(55, 80, 9)] = 4  # one large object
+    truth[disc(25, 110, 8)] = 5  # one typical object ...
+    truth[disc(58, 30, 9)] = 6  # ... and one whose votes scatter widely around its centre (sd 0.4 d)
+    centres = {1: (25, 25), 2: (25, 37), 3: (25, 49), 4: (55, 80), 5: (25, 110), 6: (58, 30)}
     off = _offsets_to(truth, centres, 1.0, rng)
-    stray = disc(25, 90, 8) & (xx > 95)  # ... whose rim sends a few votes astray
-    off[1][stray] += 8
-    merged = np.where(truth == 2, 1, truth)  # the grouping's failure: the two small ones are one instance
+    off[:, truth == 6] += rng.normal(0, 0.4 * d, (2, (truth == 6).sum()))
+    stray = disc(25, 110, 8) & (xx > 115)  # ... whose rim sends a few votes far astray (too few to be an object)
+    off[1][stray] += 14
+    merged = np.where((truth == 2) | (truth == 3), 1, truth)  # the grouping's failure: the small ones are one
     out = split_bimodal_votes(merged, off, d, min_size=10)
-    assert out.dtype == np.uint16 and out.max() == 4 and ((out > 0) == (truth > 0)).all()
-    for k in range(1, 5):
+    assert out.dtype == np.uint16 and out.max() == 6 and ((out > 0) == (truth > 0)).all()
+    for k in range(1, 7):
         vals, counts = np.unique(out[truth == k], return_counts=True)
-        assert counts.max() >= 0.95 * (truth == k).sum()
-        assert (truth[out == vals[np.argmax(counts)]] == k).mean() >= 0.95
-    close = _offsets_to(truth, {**centres, 2: (25, 31)}, 1.0, rng)  # votes only 6 px (0.38 d) apart: one object
-    assert split_bimodal_votes(merged, close, d, min_size=10).max() == 3
+        assert counts.max() >= 0.95 * (truth == k).sum(), k
+        assert (truth[out == vals[np.argmax(counts)]] == k).mean() >= 0.95, k
+    for k in range(1, 7):  # every instance is one connected piece
+        assert ndimage.label(out == k, structure=np.ones((3, 3)))[1] == 1
+    close = _offsets_to(truth, {**centres, 2: (25, 31), 3: (25, 33)}, 1.0, rng)  # votes <= 0.5 d apart: one object
+    assert split_bimodal_votes(merged, close, d, min_size=10).max() == 4
     with pytest.raises(ValueError, match="offset"):
         split_bimodal_votes(merged, off[:, :10], d)
 
