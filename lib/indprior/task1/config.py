@@ -36,8 +36,8 @@ class Task1Config:
     betas: tuple[float, float] = (0.0, 0.9)  # torch 2.13 rejects the int 0
     unet_base: int = 16
     unet_levels: int = 3
-    d_base: int = 16  # critic width. 16 (session 13) is level with 32 on 3 development seeds and the held-out draw
-    # birds:10 (docs/method.md) at 0.56x the critic's step cost
+    d_base: int = 16  # critic width; the default since session 13: level with 32 on 3 development seeds and the held-out draw
+    # birds:10 (session 12, docs/method.md) at 0.56x the step time (torch profiler, session 11)
     d_box: bool = False  # the critic also sees the box (real: its own; fake: the source box, moved with the instance)
     d_head: str = "sum"  # "sum": sum-pooled critic features; "flatten": a linear layer over the 4x4 map
     lambda_area: float = 0.5  # x (mask area / box area); larger weights shrink masks below the object
