@@ -1,4 +1,5 @@
 """HOC task: size estimate from the data, one GAN step, composites as labelled data, run_hoc end to end."""
+import dataclasses
 import json
 import math
 
@@ -17,6 +18,7 @@ from indprior.hoc import (
     composite_batches,
     estimate_instance_size,
     fill_instance_holes,
+    load_segmenter,
     run_hoc,
     upsample_labels,
 )
@@ -156,6 +158,11 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     # without GT: no GT-dependent keys
     m2 = run_hoc(smoke_cfg, image, tmp_path, progress=False)  # resumes: nothing is retrained
     assert "ap50" not in m2 and "count_gt" not in m2["baseline_watershed"]
+    gan, seg = ((tmp_path / f).read_bytes() for f in ("gan/checkpoint.pt", "segmenter.pt"))
+    deeper = dataclasses.replace(smoke_cfg, seg_levels=smoke_cfg.seg_levels + 1, seg_steps=smoke_cfg.seg_steps + 2)
+    run_hoc(deeper, image, tmp_path, progress=False)  # the segmenter alone is trained again, the GAN is kept
+    assert (tmp_path / "gan/checkpoint.pt").read_bytes() == gan and (tmp_path / "segmenter.pt").read_bytes() != seg
+    assert len(load_segmenter(tmp_path, deeper).down) == deeper.seg_levels
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

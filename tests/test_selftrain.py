@@ -106,12 +106,13 @@ def test_each_round_of_self_training_learns_from_the_last_rounds_student(root, t
     """self_train_rounds=3: round 1 labels come from the GAN's provider, round k+1's from round k's student (a
     different net each time), and the student saved is the last round's."""
     import indprior.task1.run as task1_run
-    teachers, students = [], []
+    teachers, students, views = [], [], []
     real_train = task1_run.self_train
 
-    def spy_full_masks(net, ws, device):
+    def spy_full_masks(net, ws, device, n_views=1):
         teachers.append(net)
-        return full_masks(net, ws, device)
+        views.append(n_views)
+        return full_masks(net, ws, device, n_views)
 
     def spy_train(init, *args, **kwargs):
         students.append(real_train(init, *args, **kwargs))
@@ -125,6 +126,7 @@ def test_each_round_of_self_training_learns_from_the_last_rounds_student(root, t
     gan = load_run(tmp_path)[1].ema.module
     first_three = teachers[:3]  # later calls of full_masks segment the test split
     assert len(students) == 3 and first_three[1:] == students[:2]
+    assert views and set(views) == {cfg.views} == {2}  # pseudo-labels and rows: the window and its mirror image
     assert all(a is not b for a, b in zip(first_three, first_three[1:]))
     assert torch.equal(next(first_three[0].parameters()), next(gan.parameters()))  # round 1: the GAN's provider
     saved = torch.load(tmp_path / "self_trained.pt", weights_only=True)

@@ -182,6 +182,27 @@ def test_bf16_inference_agrees_with_fp32(tiny_root):
     assert (bf16 - fp32).abs().max() < 0.05 and ((bf16 > 0.5) == (fp32 > 0.5)).float().mean() > 0.97
 
 
+def test_two_views_average_the_mirror_image_so_a_mirrored_window_gets_the_mirrored_mask(tiny_root):
+    from indprior.data.windows import WindowSet
+    from indprior.task1 import predict_window_masks
+    cfg = C.make_config(Task1Config, "smoke")
+    ws = prepare_windows(CubDataset(tiny_root, "test"), cfg.image_size, cfg.window_scale, progress=False)
+    torch.manual_seed(0)
+    provider = IndependencePriorTask1(cfg, torch.device("cpu")).provider
+    mirrored = WindowSet(ws.windows.flip(-1), ws.boxes.flip(-1), ws.rects, ws.image_boxes, ws.image_sizes, ws.names,
+                         ws.gt)
+    cpu = torch.device("cpu")
+    one, one_m = predict_window_masks(provider, ws, cpu), predict_window_masks(provider, mirrored, cpu)
+    two, two_m = predict_window_masks(provider, ws, cpu, views=2), predict_window_masks(provider, mirrored, cpu, views=2)
+    assert (one - one_m.flip(-1)).abs().max() > 1e-3  # an untrained net does not see left and right alike ...
+    assert torch.allclose(two, two_m.flip(-1), atol=1e-5)  # ... its two-view mask does
+    assert torch.allclose(two, (one + one_m.flip(-1)) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="views=3"):
+        predict_window_masks(provider, ws, cpu, views=3)
+    with pytest.raises(C.ConfigError, match="views"):
+        C.make_config(Task1Config, "smoke", views=4)
+
+
 def test_pasted_masks_are_lazy_and_match_eager_pasting(tiny_root):
     from indprior.data.windows import PastedMasks
     from indprior.task1 import full_masks

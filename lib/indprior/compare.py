@@ -95,9 +95,10 @@ def prior_inference_rates(run_dir: str | Path, cache_dir: str | Path = ".cache/d
     dev = resolve_device(device)
     cfg, method = load_run(run_dir, dev)
     ds, ws = _test_windows(cfg.dataset, cache_dir, cfg.image_size, cfg.window_scale)
-    full_masks(method.ema.module, prepare_windows([ds[0]], cfg.image_size, cfg.window_scale, progress=False), dev)
+    full_masks(method.ema.module, prepare_windows([ds[0]], cfg.image_size, cfg.window_scale, progress=False), dev,
+               cfg.views)
     t = time.perf_counter()
-    probs = list(full_masks(method.ema.module, ws, dev))  # list(): the paste-back is part of the timed work
+    probs = list(full_masks(method.ema.module, ws, dev, cfg.views))  # list(): the paste-back is part of the timed work
     per_image = (time.perf_counter() - t) / len(ws)
     images = [ds[i].image for i in range(min(n_refine, len(ws)))]  # loaded outside the clock
     t = time.perf_counter()

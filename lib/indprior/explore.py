@@ -138,7 +138,7 @@ def load_task1(run_dir: str | Path, *, device: str = "cpu", cache_dir: str | Pat
         cfg, method = task1.load_run(run_dir, device)
         test = open_dataset(dataset or cfg.dataset, "test", cache_dir)
         ws = prepare_windows(test, cfg.image_size, cfg.window_scale, progress=False)
-        masks = task1.full_masks(method.ema.module, ws, torch.device(device))
+        masks = task1.full_masks(method.ema.module, ws, torch.device(device), cfg.views)
         run = Task1Run(run_dir, test, masks, np.full(len(ws), np.nan))
         run.ious = np.array([np.nan if g is None else mask_iou(run.soft(i) >= 0.5, g) for i, g in enumerate(ws.gt)])
         _CACHE.pop(next(iter(_CACHE))) if len(_CACHE) >= 4 else None  # soft masks of the last few runs only

@@ -19,7 +19,8 @@ class HOCConfig:
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak"})
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels"})  # seg_*: the segmenter alone, trained after the GAN
+    # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
     seed: int = 0

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 from ..core import config as C
 from ..losses import check_diffaug
 
+VIEWS = (1, 2)  # Task1Config.views: the window alone, or averaged with its mirror image (infer.py)
+
 
 @dataclass
 class Task1Config:
@@ -19,7 +21,7 @@ class Task1Config:
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "amp", "amp_cpu", "channels_last",
          "compile", "refine", "self_train_steps", "self_train_lr", "self_train_augment",
-         "self_train_rounds"})
+         "self_train_rounds", "views"})
 
     profile: str = "cpu"
     dataset: str = "synthetic"
@@ -72,6 +74,8 @@ class Task1Config:
     # 3 rounds lifted the student by 0.03-0.04 validation IoU over 1 on three development runs (docs/method.md)
     self_train_augment: bool = True  # random pose + colour jitter of the student's windows (selftrain.augment); False:
     # flips only
+    views: int = 2  # masks at inference (monitor, pseudo-labels, every stage, `segment`): 2 = the mean of the window's
+    # mask and the mirrored mask of its mirror image, 1 = the window alone (docs/method.md, session 14)
     refine: str = "grabcut"  # "grabcut": also report GrabCut initialised from the learned mask (own row); "none"
     # collapse = mask area outside [collapse_low, collapse_high] of the box, or critic hinge loss below
     # collapse_d_loss (D wins outright), for collapse_patience steps; checked up to collapse_until
@@ -105,6 +109,7 @@ class Task1Config:
             raise C.ConfigError("Task1Config: d_box with diffaug 'color' would recolour the box channel; drop one")
         C.check_choice(self, "d_head", ("sum", "flatten"))
         C.check_choice(self, "refine", ("grabcut", "none"))
+        C.check_choice(self, "views", VIEWS)
 
 
 TASK1_PROFILES: dict[str, dict[str, Any]] = {

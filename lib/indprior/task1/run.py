@@ -66,7 +66,7 @@ def train_gan(cfg: Task1Config, data: Task1Data, out_dir: Path, device: torch.de
     batches = Task1Batches(data.train, data.bank, cfg.batch_size, device, rows=dist.shard(len(data.train)))
 
     def monitor(method: IndependencePriorTask1, step: int) -> dict[str, float]:  # val split when there is one
-        scores = evaluate(method.ema.module, data.val if data.val is not None else data.test, device)
+        scores = evaluate(method.ema.module, data.val if data.val is not None else data.test, device, views=cfg.views)
         return {"val/iou": scores.get("iou_mean", float("nan")), "val/acc": scores.get("acc_mean", float("nan"))}
 
     def samples(method: IndependencePriorTask1, step: int, folder: Path) -> None:  # composites with their masks
@@ -90,8 +90,9 @@ class EvalSplit:
     given, writes them (0/255 PNGs mirroring images/)."""
 
     def __init__(self, ds: Sequence[Sample], ws: WindowSet, out_dir: Path | None, device: torch.device,
-                 progress: bool):
+                 progress: bool, views: int = 1):
         self.ds, self.ws, self.out_dir, self.device, self.progress = ds, ws, out_dir, device, progress
+        self.views = views  # infer.predict_window_masks
         self.has_gt = [g is not None for g in ws.gt]
         self.gts = [g for g in ws.gt if g is not None]
         self.rows = [i for i, ok in enumerate(self.has_gt) if ok]
@@ -102,7 +103,7 @@ class EvalSplit:
 
     def segment(self, provider: torch.nn.Module, folder: str) -> tuple[PastedMasks, dict[str, float]]:
         """A provider's soft masks of every image (saved thresholded under out_dir/folder) and their scores."""
-        probs = full_masks(provider, self.ws, self.device)
+        probs = full_masks(provider, self.ws, self.device, self.views)
         self._save(folder, probs)
         return probs, (foreground_summary(probs.where(self.rows, 0.5), self.gts) if self.gts else {})
 
@@ -147,7 +148,7 @@ def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, 
     out_dir/self_trained.pt: {"state", "steps", "rounds"}). Uses boxes only, like the GAN."""
     teacher = provider
     for k in range(cfg.self_train_rounds):
-        targets = pseudo_labels(full_masks(teacher, train, device), train_ds, train.rects, train.image_boxes,
+        targets = pseudo_labels(full_masks(teacher, train, device, cfg.views), train_ds, train.rects, train.image_boxes,
                                 cfg.image_size, progress)
         teacher = self_train(teacher, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
                              lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed + k, device=device,
@@ -199,7 +200,7 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
         t_self = time.perf_counter()
         student = self_trained(cfg, method.ema.module, data.train, data.train_ds, device, out_dir, progress)
         metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
-    test = EvalSplit(data.test_ds, data.test, out_dir, device, progress)
+    test = EvalSplit(data.test_ds, data.test, out_dir, device, progress, cfg.views)
     rows = test.stages(method.ema.module, student, grabcut)
     metrics.update(rows.pop("gan"))
     if test.gts:
@@ -207,7 +208,7 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
         metrics["grabcut_box"] = test.grabcut_box()
     metrics.update({k: v for k, v in rows.items() if v})
     if data.val is not None:  # the validation split of the train images: GT used here, for choosing only
-        val = EvalSplit(data.val_ds, data.val, None, device, progress)
+        val = EvalSplit(data.val_ds, data.val, None, device, progress, cfg.views)
         metrics["val"] = {k: v.get("iou_mean") for k, v in val.stages(method.ema.module, student, grabcut).items()}
         metrics["val"]["whole_box"], metrics["val"]["n_images"] = val.whole_box_iou(), len(data.val)
         metrics["val"]["grabcut_box"] = val.grabcut_box().get("iou_mean")

@@ -66,7 +66,7 @@ def segment_boxes(run_dir: str | Path, images_dir: str | Path, boxes: str | Path
         samples = [Sample(int(r.ann_id or i), file, image, clip_box(r.box, image.shape[:2], where), None)
                    for i, r in enumerate(recs)]
         ws = prepare_windows(samples, cfg.image_size, cfg.window_scale, keep_gt=False, progress=False)
-        probs = full_masks(net, ws, dev)
+        probs = full_masks(net, ws, dev, cfg.views)
         for i, r in enumerate(recs):
             mask = grabcut_refine(image, tuple(ws.image_boxes[i]), probs[i]) if grabcut else probs[i] >= 0.5
             save_png_atomic(paths[(r.file, r.ann_id)], mask)
