@@ -370,3 +370,33 @@ def test_hoc_same_seed_same_label_map(tmp_path, one_thread):
     hoc.run_hoc(cfg, img, tmp_path / "a", progress=False)
     hoc.run_hoc(cfg, img, tmp_path / "b", progress=False)
     assert np.array_equal(load_label_map(tmp_path / "a" / "instances.png"), load_label_map(tmp_path / "b" / "instances.png"))
+
+
+def test_a_run_started_on_a_busy_cpu_warns_and_says_so_in_its_metrics(monkeypatch, tmp_path, cub):
+    from indprior.core import runtime
+    busy = runtime.busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 2)
+    cpu = torch.device("cpu")
+    for load, warned in ((0.2, False), (1.0, True), (1.9, True), (None, False)):
+        monkeypatch.setattr(runtime, "busy_cores", lambda load=load: load)
+        if warned:
+            with pytest.warns(RuntimeWarning, match=rf"{load:.1f} of 2 cores in use.*OMP_NUM_THREADS=1"):
+                assert runtime.warn_if_cpu_busy(cpu)
+        else:
+            assert runtime.warn_if_cpu_busy(cpu) is None
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 1.9)
+    assert runtime.warn_if_cpu_busy(torch.device("cuda")) is None  # a GPU run does not wait on the CPU's threads
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 1)
+    assert runtime.warn_if_cpu_busy(cpu) is None  # one thread waits on nobody
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 2)
+    cfg = C.make_config(Task1Config, "smoke", dataset=f"cub:{cub}", steps=2, self_train_steps=0, refine="none")
+    with pytest.warns(RuntimeWarning, match="CPU is already busy"):
+        metrics = task1.run_task1(cfg, tmp_path / "run", progress=False)
+    assert "1.9 of 2 cores" in metrics["cpu_busy_at_start"]
+    assert "1.9 of 2" in json.loads((tmp_path / "run" / "metrics.json").read_text())["cpu_busy_at_start"]
+    image, _ = data.make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    with pytest.warns(RuntimeWarning, match="CPU is already busy"):
+        m = hoc.run_hoc(C.make_config(hoc.HOCConfig, "smoke"), image, tmp_path / "hoc", progress=False)
+    assert "1.9 of 2 cores" in m["cpu_busy_at_start"]

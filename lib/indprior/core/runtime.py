@@ -6,6 +6,7 @@ import platform
 import random
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,42 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"device={device!r} is not a torch device ('auto', 'cpu', 'cuda', 'cuda:1')") from err
+
+
+def busy_cores(interval: float = 0.2) -> float | None:
+    """How many cores other processes keep busy right now: the CPU time not idle over `interval` seconds, while
+    this process sleeps (Linux /proc/stat; None elsewhere). Unlike the load average it does not remember a job
+    that ended a minute ago."""
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            ticks = [float(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+        return sum(ticks), ticks[3] + ticks[4]
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = total1 - total0
+    return None if total <= 0 else (1.0 - (idle1 - idle0) / total) * (os.cpu_count() or 1)
+
+
+def warn_if_cpu_busy(device: torch.device) -> str | None:
+    """Warn (and return the message) when other processes keep the CPU busy as a CPU run starts.
+
+    torch's threads wait for each other at every operation, so a run with 2 threads beside another busy process
+    on 2 cores ran ~20x slower here (docs/method.md, session 13), not 2x. Returns None on CUDA, with 1 thread, or
+    where `busy_cores` cannot tell."""
+    if device.type != "cpu" or torch.get_num_threads() < 2:
+        return None
+    busy, cores, threads = busy_cores(), os.cpu_count() or 1, torch.get_num_threads()
+    if busy is None or busy + threads <= cores + 0.5:
+        return None
+    msg = (f"the CPU is already busy ({busy:.1f} of {cores} cores in use by other work) and torch will run {threads} "
+           f"threads: this run may be many times slower than alone, and its times are not speed figures. Let the "
+           f"other work finish, or give each job one thread (OMP_NUM_THREADS=1 or torch.set_num_threads(1)).")
+    warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return msg
 
 
 def seed_everything(seed: int) -> None:

@@ -25,7 +25,7 @@ import torch
 from ..core import config as C
 from ..core.files import atomic_write_bytes, prepare_out_dir, write_json, write_jsonl
 from ..core.restarts import fit_with_restarts, sustained
-from ..core.runtime import resolve_device, seed_everything
+from ..core.runtime import resolve_device, seed_everything, warn_if_cpu_busy
 from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..viz import overlay_instances
@@ -236,6 +236,7 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     out_dir = prepare_out_dir(out_dir)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
+    busy = warn_if_cpu_busy(device)
     img = _photo(image)
     gt = _gt(gt_instances, img.shape[:2])
     (out_dir / "metrics.json").unlink(missing_ok=True)  # metrics.json is written last: it marks complete outputs
@@ -244,6 +245,8 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
                              "seed": cfg.seed, "gan_steps": cfg.gan_steps, "seg_steps": cfg.seg_steps,
                              "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "image.png",
                              "gt": str(Path(gt_instances).resolve()) if isinstance(gt_instances, (str, Path)) else None}
+    if busy:
+        facts["cpu_busy_at_start"] = busy  # so its seconds are read as what they are
     try:
         labels = _train_and_segment(cfg, img, out_dir, device, resume, progress, facts)
         status = write_instances(out_dir, img, labels)

@@ -21,7 +21,7 @@ from ..core import config as C
 from ..core import dist
 from ..core.files import atomic_write_bytes, prepare_out_dir, remove, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds
-from ..core.runtime import provenance, resolve_device, seed_everything
+from ..core.runtime import provenance, resolve_device, seed_everything, warn_if_cpu_busy
 from ..data.cub import Sample
 from ..data.datasets import open_dataset, split_off
 from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
@@ -180,6 +180,7 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
     out_dir = prepare_out_dir(out_dir)
     device = dist.device_for_rank(resolve_device(cfg.device))
     seed_everything(cfg.seed)
+    busy = warn_if_cpu_busy(device)
     data = load_data(cfg, cache_dir, progress)
     t_fit = time.perf_counter()
     method, restarts = train_gan(cfg, data, out_dir, device, resume, progress)
@@ -194,6 +195,8 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
                                "model": "EMA provider at the last step (no checkpoint selection)",
                                "restarts": len(restarts), "collapses": restarts,
                                "averaging": "iou_mean/acc: per-image mean; *_pooled: pooled over all test pixels"}
+    if busy:
+        metrics["cpu_busy_at_start"] = busy  # so its seconds are read as what they are
     grabcut, self_train_on = _stage_switches(cfg, out_dir)
     student = None
     if self_train_on:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
