@@ -126,7 +126,7 @@ def test_each_round_of_self_training_learns_from_the_last_rounds_student(root, t
     gan = load_run(tmp_path)[1].ema.module
     first_three = teachers[:3]  # later calls of full_masks segment the test split
     assert len(students) == 3 and first_three[1:] == students[:2]
-    assert views and set(views) == {cfg.views} == {2}  # pseudo-labels and rows: the window and its mirror image
+    assert views and set(views) == {cfg.views} == {10}  # pseudo-labels and rows: flips x zooms (Task1Config.views)
     assert all(a is not b for a, b in zip(first_three, first_three[1:]))
     assert torch.equal(next(first_three[0].parameters()), next(gan.parameters()))  # round 1: the GAN's provider
     saved = torch.load(tmp_path / "self_trained.pt", weights_only=True)

@@ -203,6 +203,26 @@ def test_two_views_average_the_mirror_image_so_a_mirrored_window_gets_the_mirror
         C.make_config(Task1Config, "smoke", views=4)
 
 
+def test_zoomed_views_are_mapped_back_onto_the_window():
+    from indprior.task1.infer import _view_masks
+
+    class Const(torch.nn.Module):  # the same mask everywhere: every view must give it back, borders included
+        def forward(self, x, box):
+            return x, torch.full_like(box, 0.3)
+
+    class Box(torch.nn.Module):  # the box itself as the mask: zoomed and mapped back, it must land on the box
+        def forward(self, x, box):
+            return x, box
+
+    win = torch.rand(2, 3, 32, 32) * 2 - 1
+    box = torch.zeros(2, 1, 32, 32)
+    box[:, :, 6:26, 9:23] = 1
+    assert torch.allclose(_view_masks(Const(), win, box, 10), torch.full_like(box, 0.3), atol=1e-5)
+    back = _view_masks(Box(), win, box, 10)
+    assert ((back > 0.5) == (box > 0.5)).float().mean() > 0.98  # a zoom's resampling moves edges by < 1 px
+    assert torch.equal(_view_masks(Box(), win, box, 2), box)
+
+
 def test_pasted_masks_are_lazy_and_match_eager_pasting(tiny_root):
     from indprior.data.windows import PastedMasks
     from indprior.task1 import full_masks

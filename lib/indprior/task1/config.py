@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 from ..core import config as C
 from ..losses import check_diffaug
 
-VIEWS = (1, 2)  # Task1Config.views: the window alone, or averaged with its mirror image (infer.py)
+VIEW_SCALES = {1: (1.0,), 2: (1.0,), 10: (0.8, 0.9, 1.0, 1.1, 1.2)}  # Task1Config.views -> zooms, each also
+VIEWS = tuple(VIEW_SCALES)  # mirrored from 2 on (infer.predict_window_masks)
 
 
 @dataclass
@@ -74,8 +75,9 @@ class Task1Config:
     # 3 rounds lifted the student by 0.03-0.04 validation IoU over 1 on three development runs (docs/method.md)
     self_train_augment: bool = True  # random pose + colour jitter of the student's windows (selftrain.augment); False:
     # flips only
-    views: int = 2  # masks at inference (monitor, pseudo-labels, every stage, `segment`): 2 = the mean of the window's
-    # mask and the mirrored mask of its mirror image, 1 = the window alone (docs/method.md, session 14)
+    views: int = 10  # masks at inference (monitor, pseudo-labels, every stage, `segment`), averaged over views mapped
+    # back onto the window: 1 the window alone, 2 + its mirror image, 10 both at 5 zooms (0.8-1.2); docs/method.md,
+    # session 14
     refine: str = "grabcut"  # "grabcut": also report GrabCut initialised from the learned mask (own row); "none"
     # collapse = mask area outside [collapse_low, collapse_high] of the box, or critic hinge loss below
     # collapse_d_loss (D wins outright), for collapse_patience steps; checked up to collapse_until
