@@ -51,9 +51,10 @@ def warn_if_cpu_busy(device: torch.device) -> str | None:
     torch's threads wait for each other at every operation, so a run with 2 threads beside another busy process
     on 2 cores ran ~20x slower here (docs/method.md, session 13), not 2x. Returns None on CUDA, with 1 thread, or
     where `busy_cores` cannot tell."""
-    if device.type != "cpu" or torch.get_num_threads() < 2:
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads < 2:
         return None
-    busy, cores, threads = busy_cores(), os.cpu_count() or 1, torch.get_num_threads()
+    busy, cores = busy_cores(), os.cpu_count() or 1
     if busy is None or busy + threads <= cores + 0.5:
         return None
     msg = (f"the CPU is already busy ({busy:.1f} of {cores} cores in use by other work) and torch will run {threads} "

@@ -265,9 +265,8 @@ def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger:
 def _two_means(a: np.ndarray, iters: int = 20) -> np.ndarray | None:
     """2-means of the points a (n 2), started from a cut at the median along their principal axis; None when a
     cluster runs empty."""
-    c = a.mean(0)
-    _, _, vt = np.linalg.svd(a - c, full_matrices=False)
-    proj = (a - c) @ vt[0]
+    c, u, _, _ = _principal(a)
+    proj = (a - c) @ u
     assign = (proj > np.median(proj)).astype(np.int64)
     for _ in range(iters):
         if assign.min() == assign.max():

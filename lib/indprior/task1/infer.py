@@ -18,11 +18,11 @@ from .config import VIEW_SCALES, VIEWS, Task1Config
 from .method import IndependencePriorTask1
 
 
-def _zoomed(x: torch.Tensor, scale: float, mode: str = "bilinear", padding: str = "reflection") -> torch.Tensor:
+def _zoomed(x: torch.Tensor, scale: float, padding: str = "reflection") -> torch.Tensor:
     """x (b c s s) seen through a window `scale` x its side about its centre (< 1: zoomed in)."""
     theta = torch.tensor([[scale, 0.0, 0.0], [0.0, scale, 0.0]], device=x.device).expand(len(x), 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x.float(), grid, mode=mode, padding_mode=padding, align_corners=False)
+    return F.grid_sample(x.float(), grid, padding_mode=padding, align_corners=False)
 
 
 def _view_masks(provider: torch.nn.Module, win: torch.Tensor, box: torch.Tensor, views: int) -> torch.Tensor:
