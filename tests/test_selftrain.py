@@ -62,15 +62,17 @@ def test_augment_moves_window_box_and_target_alike():
     assert not torch.allclose(xc, xa), "colour jitter changes the window"
 
 
-def test_student_learns_its_targets_and_leaves_the_teacher_alone(root):
-    """Trained on the GT windows as targets, the student's masks must match them far better than the teacher's."""
+@pytest.mark.parametrize("bf16", [False, True])
+def test_student_learns_its_targets_and_leaves_the_teacher_alone(root, bf16):
+    """Trained on the GT windows as targets, the student's masks must match them far better than the teacher's,
+    in fp32 and under bf16 autocast (what an AMX CPU or a GPU uses)."""
     ds = CubDataset(root, "train")
     ws = prepare_windows(ds, 32, 1.3, progress=False)
     targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
     torch.manual_seed(0)
     teacher = SegmentingProvider(8, 2)
     before = [p.detach().clone() for p in teacher.parameters()]
-    student = self_train(teacher, ws.windows, ws.boxes, targets, steps=150, lr=3e-3, batch_size=8)
+    student = self_train(teacher, ws.windows, ws.boxes, targets, steps=150, lr=3e-3, batch_size=8, bf16=bf16)
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
     x = ws.windows.float() / 127.5 - 1
 

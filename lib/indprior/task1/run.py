@@ -21,7 +21,7 @@ from ..core import config as C
 from ..core import dist
 from ..core.files import atomic_write_bytes, prepare_out_dir, remove, write_json
 from ..core.restarts import fit_with_restarts, loop_seconds
-from ..core.runtime import provenance, resolve_device, seed_everything, warn_if_cpu_busy
+from ..core.runtime import autocast_enabled, provenance, resolve_device, seed_everything, warn_if_cpu_busy
 from ..data.cub import Sample
 from ..data.datasets import open_dataset, split_off
 from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
@@ -152,7 +152,8 @@ def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, 
                                 cfg.image_size, progress)
         teacher = self_train(teacher, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
                              lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed + k, device=device,
-                             augmented=cfg.self_train_augment, progress=progress)
+                             augmented=cfg.self_train_augment, progress=progress,
+                             bf16=autocast_enabled(device, cfg.amp, cfg.amp_cpu))
     atomic_write_bytes(out_dir / "self_trained.pt", lambda f: torch.save(
         {"state": teacher.state_dict(), "steps": cfg.self_train_steps, "rounds": cfg.self_train_rounds}, f))
     return teacher
