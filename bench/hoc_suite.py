@@ -206,10 +206,12 @@ def main(argv: list[str] | None = None) -> None:
         if not args.into:
             ap.error("--refit needs --into DIR (the saved runs in --runs are left as they are)")
         rows = [json.loads(x) for x in Path(args.refit).read_text().splitlines() if x.strip()]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            new = list(pool.map(lambda r: refit(r, Path(args.runs), Path(args.into), args.set), rows))
-        for r in new:
-            print(json.dumps({k: r.get(k) for k in ("kind", "image_seed", "train_seed", "status", "f1", "was_f1")}))
+        new = []
+        with ThreadPoolExecutor(args.jobs) as pool:  # each row is printed as soon as it (and those before it) is done
+            for r in pool.map(lambda r: refit(r, Path(args.runs), Path(args.into), args.set), rows):
+                new.append(r)
+                print(json.dumps({k: r.get(k) for k in ("kind", "image_seed", "train_seed", "status", "f1", "was_f1",
+                                                        "refit_seconds")}), flush=True)
         out.write_text("".join(json.dumps(r) + "\n" for r in new))
         out.with_suffix(".md").write_text(suite_summary([r for r in new if r["status"] != "skipped"]) + "\n")
         print(suite_summary([r for r in new if r["status"] != "skipped"]))
