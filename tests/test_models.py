@@ -157,6 +157,10 @@ def test_config_profiles_and_errors():
     with pytest.raises(C.ConfigError, match="no field 'stepz'"):
         C.make_config(Task1Config, "cpu", stepz=3)
     assert C.from_dict(Task1Config, C.to_dict(cfg)) == cfg
+    saved = C.to_dict(C.make_config(Task1Config, "cpu"))
+    assert C.from_dict(Task1Config, saved).views == 10
+    del saved["views"]  # a run saved before `views` existed was evaluated on the window alone, and loads so
+    assert C.from_dict(Task1Config, saved).views == 1
 
 
 def test_flatten_head_critic_is_size_bound():

@@ -116,6 +116,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """A config saved by `to_dict` (in a checkpoint). Unknown keys are dropped; a field the saved dict lacks takes
+    `cls.SAVED_WITHOUT[field]` when the class names one (what runs saved before the field existed did), else its
+    default, so an old run rebuilt from its checkpoint behaves as it did when it ran."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     kept = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
-    return cls(**kept)
+    before = {k: v for k, v in getattr(cls, "SAVED_WITHOUT", {}).items() if k not in kept}
+    return cls(**before, **kept)

@@ -23,6 +23,8 @@ class Task1Config:
         {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "amp", "amp_cpu", "channels_last",
          "compile", "refine", "self_train_steps", "self_train_lr", "self_train_augment",
          "self_train_rounds", "views"})
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"views": 1}  # runs saved before a field existed ran like this
+    # (core.config.from_dict): `views` came in session 14; before it every mask was the window's alone
 
     profile: str = "cpu"
     dataset: str = "synthetic"
