@@ -34,13 +34,12 @@ def _view_masks(provider: torch.nn.Module, win: torch.Tensor, box: torch.Tensor,
     acc, seen = torch.zeros_like(box, dtype=torch.float32), torch.zeros_like(box, dtype=torch.float32)
     for scale in VIEW_SCALES[views]:
         w, b = (win, box) if scale == 1 else (_zoomed(win, scale), (_zoomed(box, scale, padding="zeros") > 0.5).float())
-        for flip in (False, True):
-            m = provider(w.flip(-1), b.flip(-1))[1].float().flip(-1) if flip else provider(w, b)[1].float()
-            if scale == 1:
-                acc, seen = acc + m, seen + 1
-            else:  # back onto the window: the inverse zoom, zero where this view did not look
-                acc = acc + _zoomed(m, 1 / scale, padding="zeros")
-                seen = seen + _zoomed(torch.ones_like(m), 1 / scale, padding="zeros")
+        pair = provider(w, b)[1].float() + provider(w.flip(-1), b.flip(-1))[1].float().flip(-1)  # the view + its mirror
+        if scale == 1:
+            acc, seen = acc + pair, seen + 2
+        else:  # back onto the window (the zoom is linear, so the pair at once): zero where this view did not look
+            acc = acc + _zoomed(pair, 1 / scale, padding="zeros")
+            seen = seen + 2 * _zoomed(torch.ones_like(pair[:1]), 1 / scale, padding="zeros")  # the same for each window
     return acc / seen.clamp_min(1e-6)
 
 

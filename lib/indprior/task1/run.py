@@ -146,14 +146,13 @@ def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, 
     """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`;
     `cfg.self_train_rounds` times, each round teaching from the last round's student (saved as
     out_dir/self_trained.pt: {"state", "steps", "rounds"}). Uses boxes only, like the GAN."""
-    teacher = provider
+    teacher, bf16 = provider, autocast_enabled(device, cfg.amp, cfg.amp_cpu)  # as the GAN's forward pass
     for k in range(cfg.self_train_rounds):
         targets = pseudo_labels(full_masks(teacher, train, device, cfg.views), train_ds, train.rects, train.image_boxes,
                                 cfg.image_size, progress)
         teacher = self_train(teacher, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
                              lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed + k, device=device,
-                             augmented=cfg.self_train_augment, progress=progress,
-                             bf16=autocast_enabled(device, cfg.amp, cfg.amp_cpu))
+                             augmented=cfg.self_train_augment, bf16=bf16, progress=progress)
     atomic_write_bytes(out_dir / "self_trained.pt", lambda f: torch.save(
         {"state": teacher.state_dict(), "steps": cfg.self_train_steps, "rounds": cfg.self_train_rounds}, f))
     return teacher
