@@ -51,7 +51,7 @@ test: $(STAMP) lint ## lint, then pytest on tests/ and nbval on notebooks/ (smok
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 INDPRIOR_RUN_ROOT=$(abspath runs/nbval) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
 
 notebooks: $(STAMP) ## re-run notebooks/NN_*.ipynb (PROFILE, default cpu) and store their outputs (NB=... for some)
-	$(PY) tools/refresh_notebooks.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu) --keep-runs runs/notebooks $(NB)
+	$(PY) tools/refresh_notebooks.py --profile $(if $(filter command line,$(origin PROFILE)),$(PROFILE),cpu) --keep-runs runs/notebooks --reuse-runs $(NB)
 
 bench: $(STAMP) ## speed / memory benchmarks -> table + bench/results.json
 	$(PY) bench/run.py

@@ -4,6 +4,7 @@
     .venv/bin/python tools/refresh_notebooks.py                                   # every notebook, cpu profile
     .venv/bin/python tools/refresh_notebooks.py --profile smoke                   # seconds: a quick check
     .venv/bin/python tools/refresh_notebooks.py notebooks/02_training.ipynb       # just these
+    .venv/bin/python tools/refresh_notebooks.py --keep-runs runs/notebooks --reuse-runs notebooks/04_*.ipynb
 
 Why: the committed notebooks carry the outputs of a real run (the `cpu` profile), so a reader sees what the
 method does without running anything; nbval (`make test`, smoke profile) compares the cells marked
@@ -12,7 +13,10 @@ method does without running anything; nbval (`make test`, smoke profile) compare
 Each notebook is executed by papermill (kernel `indprior`, cwd `notebooks/`, INDPRIOR_PROFILE=<profile>,
 on the CPU) into a temp file, with `out_dir` / `run_root` inside one fresh temp folder shared by the notebooks
 (so 04 and 05 reuse the runs of 02 and 03, as in `make run-all`): a stale run under runs/ must not leak into
-the stored outputs. Then the noise is
+the stored outputs. A subset refresh of 04 or 05 alone would then find no run of 02 or 03 (05 trains task 1
+again, 04 loses its HOC section); `--reuse-runs` (what `make notebooks` passes) first copies the `--keep-runs`
+folders of the notebooks NOT being refreshed into that temp folder. Those were kept by the refresh that made
+those notebooks' stored outputs, so what 04 and 05 show matches them. Then the noise is
 stripped (papermill metadata, execution timings, the injected-parameters cell, empty tags, widget
 state, the Python version), execution counts are renumbered 1..n (nbval skips cells without one), and
 the notebook is replaced atomically. A notebook that fails is left as it was; the script goes on with
@@ -121,6 +125,22 @@ def refresh(path: Path, scratch: Path) -> float:
     return seconds
 
 
+def seed_runs(keep: Path, runs: Path, refreshing: list[Path]) -> list[str]:
+    """Copy the kept run folders of the notebooks not in `refreshing` (folder name = notebook stem) from `keep`
+    into `runs`; a refreshed notebook's old folder is left behind, so its new run cannot mix with it. Returns
+    the names copied, sorted."""
+    runs.mkdir(parents=True, exist_ok=True)
+    if not keep.is_dir():
+        return []
+    skip = {p.stem for p in refreshing}
+    copied = []
+    for run in sorted(keep.iterdir()):
+        if run.is_dir() and run.name not in skip:
+            shutil.copytree(run, runs / run.name)
+            copied.append(run.name)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
@@ -129,11 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-runs", type=Path, default=None, metavar="DIR",
                         help="copy the notebooks' run folders here afterwards (e.g. runs/notebooks, for make report); "
                              "each refreshed notebook's folder replaces its old one")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="start from the --keep-runs folders of the notebooks not refreshed, so 04 and 05 "
+                             "refreshed alone still show the kept runs of 02 and 03")
     args = parser.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         parser.error(f"no such notebook: {', '.join(missing)}")
+    if args.reuse_runs and args.keep_runs is None:
+        parser.error("--reuse-runs needs --keep-runs DIR (the folder whose runs it reuses)")
     os.environ["INDPRIOR_PROFILE"] = args.profile  # the kernel inherits it: config.default_profile()
     os.environ["INDPRIOR_HEADLESS"] = "1"  # explore.show(): static figures, no widget state in stored outputs
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU: the stored outputs must not depend on the refresher's GPU
@@ -141,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     scratch = Path(tempfile.mkdtemp(prefix="refresh_notebooks."))
     try:
+        if args.reuse_runs:
+            reused = seed_runs(args.keep_runs.resolve(), scratch / "runs", paths)
+            print(f"reusing the kept runs of {', '.join(reused) or 'no notebook'} from {show(args.keep_runs.resolve())}",
+                  flush=True)
         for path in paths:
             try:
                 seconds = refresh(path, scratch)
