@@ -159,8 +159,12 @@ def test_config_profiles_and_errors():
     assert C.from_dict(Task1Config, C.to_dict(cfg)) == cfg
     saved = C.to_dict(C.make_config(Task1Config, "cpu"))
     assert C.from_dict(Task1Config, saved).views == 10
-    del saved["views"]  # a run saved before `views` existed was evaluated on the window alone, and loads so
-    assert C.from_dict(Task1Config, saved).views == 1
+    assert C.from_dict(Task1Config, saved).self_train_paste == 1.0
+    del saved["views"], saved["self_train_paste"]  # a run saved before these existed ran without them, and loads so
+    old = C.from_dict(Task1Config, saved)
+    assert old.views == 1 and old.self_train_paste == 0.0
+    with pytest.raises(C.ConfigError, match="self_train_paste=1.5"):
+        C.make_config(Task1Config, "cpu", self_train_paste=1.5)
 
 
 def test_flatten_head_critic_is_size_bound():

@@ -10,7 +10,8 @@ from indprior.data import CubDataset, make_synthetic_cub
 from indprior.data.windows import prepare_windows
 from indprior.models import SegmentingProvider
 from indprior.task1 import Task1Config, full_masks, run_task1
-from indprior.task1.selftrain import augment, pseudo_labels, self_train, window_target
+from indprior.task1.method import background_bank
+from indprior.task1.selftrain import augment, paste_onto, pseudo_labels, self_train, window_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -62,6 +63,21 @@ def test_augment_moves_window_box_and_target_alike():
     assert not torch.allclose(xc, xa), "colour jitter changes the window"
 
 
+def test_paste_onto_puts_the_labelled_object_on_a_background_patch():
+    x = torch.full((8, 3, 16, 16), 0.5)
+    target = torch.zeros(8, 1, 16, 16)
+    target[:, :, 4:12, 4:12] = 1
+    bg = torch.full((3, 3, 16, 16), -1.0)
+    bg[:, :, :, :8] = -0.5  # left half differs from the right, so a mirrored patch can be told apart
+    out = paste_onto(x, target, bg, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, :, 4:12, 4:12], x[:, :, 4:12, 4:12]), "the object stays where its label is"
+    assert set(out[:, :, 0, :8].unique().tolist()) <= {-1.0, -0.5} and (out[:, :, 0] != 0.5).all(), "outside: the patch"
+    assert {out[i, 0, 0, 0].item() for i in range(8)} == {-1.0, -0.5}, "patches are mirrored about half the time"
+    assert torch.equal(paste_onto(x, target, bg, 0.0, torch.Generator().manual_seed(0)), x), "chance 0: unchanged"
+    soft = paste_onto(x, torch.full_like(target, 0.25), bg.to(torch.uint8).add(100), 1.0, torch.Generator())
+    assert soft.shape == x.shape and (soft < 0.5).all(), "a soft label blends; uint8 patches are scaled to [-1, 1]"
+
+
 @pytest.mark.parametrize("bf16", [False, True])
 def test_student_learns_its_targets_and_leaves_the_teacher_alone(root, bf16):
     """Trained on the GT windows as targets, the student's masks must match them far better than the teacher's,
@@ -86,6 +102,36 @@ def test_student_learns_its_targets_and_leaves_the_teacher_alone(root, bf16):
         self_train(teacher, ws.windows, ws.boxes[:2], targets, steps=1)
     with pytest.raises(ValueError, match="steps >= 0"):
         self_train(teacher, ws.windows, ws.boxes, targets, steps=-1)
+    with pytest.raises(ValueError, match="paste=0.5 needs background patches"):
+        self_train(teacher, ws.windows, ws.boxes, targets, steps=1, paste=0.5)
+
+
+def test_student_with_pasted_windows_learns_and_without_them_is_unchanged(root):
+    """paste=0 is the student as it was (no random numbers drawn for it); with paste the student still learns
+    its targets, and it is another student (its windows showed other backgrounds)."""
+    ds = CubDataset(root, "train")
+    ws = prepare_windows(ds, 32, 1.3, progress=False)
+    targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
+    bank = background_bank(ds, 32, 2, np.random.default_rng(0), progress=False)  # as run_task1 makes it
+    assert len(bank) > 0
+    torch.manual_seed(0)
+    teacher = SegmentingProvider(8, 2)
+    kw = dict(steps=150, lr=3e-3, batch_size=8)
+    plain = self_train(teacher, ws.windows, ws.boxes, targets, **kw)
+    same = self_train(teacher, ws.windows, ws.boxes, targets, backgrounds=bank, paste=0.0, **kw)
+    pasted = self_train(teacher, ws.windows, ws.boxes, targets, backgrounds=bank, paste=0.5, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), same.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), pasted.parameters()))
+    x = ws.windows.float() / 127.5 - 1
+
+    def iou(net):
+        with torch.no_grad():
+            m = net(x, ws.boxes.float())[1] > 0.5
+        t = targets > 0.5
+        return float((m & t).sum() / (m | t).sum())
+    assert iou(pasted) > iou(teacher) + 0.2, (iou(pasted), iou(teacher))
+    with pytest.raises(ValueError, match="shaped like the windows"):
+        self_train(teacher, ws.windows, ws.boxes, targets, steps=1, backgrounds=bank[:, :, :16], paste=0.5)
 
 
 def test_run_task1_reports_the_self_trained_rows_and_resumes_with_other_stage_settings(root, tmp_path):

@@ -22,9 +22,10 @@ class Task1Config:
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"steps", "device", "eval_every", "sample_every", "ckpt_every", "log_every", "amp", "amp_cpu", "channels_last",
          "compile", "refine", "self_train_steps", "self_train_lr", "self_train_augment",
-         "self_train_rounds", "views"})
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"views": 1}  # runs saved before a field existed ran like this
-    # (core.config.from_dict): `views` came in session 14; before it every mask was the window's alone
+         "self_train_rounds", "self_train_paste", "views"})
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"views": 1, "self_train_paste": 0.0}  # runs saved before a field
+    # existed ran like this (core.config.from_dict): `views` came in session 14 (before it every mask was the
+    # window's alone), `self_train_paste` in session 16
 
     profile: str = "cpu"
     dataset: str = "synthetic"
@@ -79,6 +80,11 @@ class Task1Config:
     # 4th lifted both later rows on all 3 development seeds (+0.008 mean; docs/method.md, session 15)
     self_train_augment: bool = True  # random pose + colour jitter of the student's windows (selftrain.augment); False:
     # flips only
+    self_train_paste: float = 1.0  # the chance that a student's window shows its pseudo-labelled object on a
+    # background patch of another image (selftrain.paste_onto; the GAN's background bank); 0 = off. Session 16: the
+    # student fitted its labels (IoU 0.95) but not new images. Chosen on 3 development runs (a 5th round from saved
+    # students, validation means): chance 0 / 0.5 / 0.75 / 1 gave self-trained 0.792 / 0.819 / 0.828 / 0.836 and last
+    # stage 0.825 / 0.841 / 0.846 / 0.847; docs/method.md
     views: int = 10  # masks at inference (monitor, pseudo-labels, every stage, `segment`), averaged over views mapped
     # back onto the window: 1 the window alone, 2 + its mirror image, 10 both at 5 zooms (0.8-1.2); docs/method.md,
     # session 14
@@ -100,7 +106,7 @@ class Task1Config:
                      non_negative=("self_train_steps", "lambda_area", "lambda_bin", "lambda_edge", "lambda_proj", "r1_gamma", "eval_every", "sample_every", "ckpt_every",
                                    "collapse_check_every", "collapse_until", "max_restarts",
                                    "pose_rotation_deg", "pose_translation", "collapse_d_loss"),
-                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high", "val_fraction"),
+                     unit=("area_min", "ema_decay", "collapse_low", "collapse_high", "val_fraction", "self_train_paste"),
                      positive=("lr_g", "lr_d", "edge_sigma", "self_train_lr"))
         if self.image_size % (2 ** self.unet_levels) or self.image_size < 2 ** (self.unet_levels + 1):
             raise C.ConfigError(f"Task1Config.image_size={self.image_size}: expected a multiple of 2**unet_levels = "

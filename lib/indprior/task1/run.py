@@ -142,17 +142,20 @@ class EvalSplit:
 
 
 def self_trained(cfg: Task1Config, provider: torch.nn.Module, train: WindowSet, train_ds: Sequence[Sample],
-                 device: torch.device, out_dir: Path, progress: bool = False) -> torch.nn.Module:
+                 device: torch.device, out_dir: Path, backgrounds: torch.Tensor | None = None,
+                 progress: bool = False) -> torch.nn.Module:
     """selftrain.py's stage: GrabCut pseudo-labels on the training images, then a trained copy of `provider`;
     `cfg.self_train_rounds` times, each round teaching from the last round's student (saved as
-    out_dir/self_trained.pt: {"state", "steps", "rounds"}). Uses boxes only, like the GAN."""
+    out_dir/self_trained.pt: {"state", "steps", "rounds"}). Uses boxes only, like the GAN. `backgrounds`: the
+    GAN's background bank (n 3 s s), onto which `cfg.self_train_paste` of the windows are pasted."""
     teacher, bf16 = provider, autocast_enabled(device, cfg.amp, cfg.amp_cpu)  # as the GAN's forward pass
     for k in range(cfg.self_train_rounds):
         targets = pseudo_labels(full_masks(teacher, train, device, cfg.views), train_ds, train.rects, train.image_boxes,
                                 cfg.image_size, progress)
         teacher = self_train(teacher, train.windows, train.boxes, targets, steps=cfg.self_train_steps,
                              lr=cfg.self_train_lr, batch_size=cfg.batch_size, seed=cfg.seed + k, device=device,
-                             augmented=cfg.self_train_augment, bf16=bf16, progress=progress)
+                             augmented=cfg.self_train_augment, bf16=bf16, backgrounds=backgrounds,
+                             paste=cfg.self_train_paste, progress=progress)
     atomic_write_bytes(out_dir / "self_trained.pt", lambda f: torch.save(
         {"state": teacher.state_dict(), "steps": cfg.self_train_steps, "rounds": cfg.self_train_rounds}, f))
     return teacher
@@ -201,7 +204,7 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
     student = None
     if self_train_on:  # second stage (not in the paper): a copy of the provider on GrabCut pseudo-labels
         t_self = time.perf_counter()
-        student = self_trained(cfg, method.ema.module, data.train, data.train_ds, device, out_dir, progress)
+        student = self_trained(cfg, method.ema.module, data.train, data.train_ds, device, out_dir, data.bank, progress)
         metrics["self_train_seconds"] = round(time.perf_counter() - t_self, 1)  # pseudo-labels + training
     test = EvalSplit(data.test_ds, data.test, out_dir, device, progress, cfg.views)
     rows = test.stages(method.ema.module, student, grabcut)
