@@ -21,6 +21,23 @@ def root(tmp_path_factory):
     return make_synthetic_cub(tmp_path_factory.mktemp("cub") / "CUB", n_images=24, n_test=6, image_size=96, seed=3)
 
 
+@pytest.fixture(scope="module")
+def gt_windows(root):
+    """(train split, its 32 px windows, their GT cut to the windows as targets n 1 32 32): a student's data."""
+    ds = CubDataset(root, "train")
+    ws = prepare_windows(ds, 32, 1.3, progress=False)
+    targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
+    return ds, ws, targets
+
+
+def window_iou(net, ws, targets) -> float:
+    """IoU, pooled over all windows, of a net's thresholded masks against the targets."""
+    with torch.no_grad():
+        m = net(ws.windows.float() / 127.5 - 1, ws.boxes.float())[1] > 0.5
+    t = targets > 0.5
+    return float((m & t).sum() / (m | t).sum())
+
+
 def test_window_target_cuts_and_resizes_like_the_window():
     full = np.zeros((40, 60), bool)
     full[10:20, 30:50] = True  # the right half of the window below
@@ -79,25 +96,17 @@ def test_paste_onto_puts_the_labelled_object_on_a_background_patch():
 
 
 @pytest.mark.parametrize("bf16", [False, True])
-def test_student_learns_its_targets_and_leaves_the_teacher_alone(root, bf16):
+def test_student_learns_its_targets_and_leaves_the_teacher_alone(gt_windows, bf16):
     """Trained on the GT windows as targets, the student's masks must match them far better than the teacher's,
     in fp32 and under bf16 autocast (what an AMX CPU or a GPU uses)."""
-    ds = CubDataset(root, "train")
-    ws = prepare_windows(ds, 32, 1.3, progress=False)
-    targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
+    _, ws, targets = gt_windows
     torch.manual_seed(0)
     teacher = SegmentingProvider(8, 2)
     before = [p.detach().clone() for p in teacher.parameters()]
     student = self_train(teacher, ws.windows, ws.boxes, targets, steps=150, lr=3e-3, batch_size=8, bf16=bf16)
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
-    x = ws.windows.float() / 127.5 - 1
-
-    def iou(net):
-        with torch.no_grad():
-            m = net(x, ws.boxes.float())[1] > 0.5
-        t = targets > 0.5
-        return float((m & t).sum() / (m | t).sum())
-    assert iou(student) > 0.7 and iou(student) > iou(teacher) + 0.2, (iou(student), iou(teacher))
+    learnt, untrained = window_iou(student, ws, targets), window_iou(teacher, ws, targets)
+    assert learnt > 0.7 and learnt > untrained + 0.2, (learnt, untrained)
     with pytest.raises(ValueError, match="equal counts"):
         self_train(teacher, ws.windows, ws.boxes[:2], targets, steps=1)
     with pytest.raises(ValueError, match="steps >= 0"):
@@ -106,12 +115,10 @@ def test_student_learns_its_targets_and_leaves_the_teacher_alone(root, bf16):
         self_train(teacher, ws.windows, ws.boxes, targets, steps=1, paste=0.5)
 
 
-def test_student_with_pasted_windows_learns_and_without_them_is_unchanged(root):
+def test_student_with_pasted_windows_learns_and_without_them_is_unchanged(gt_windows):
     """paste=0 is the student as it was (no random numbers drawn for it); with paste the student still learns
     its targets, and it is another student (its windows showed other backgrounds)."""
-    ds = CubDataset(root, "train")
-    ws = prepare_windows(ds, 32, 1.3, progress=False)
-    targets = torch.stack([torch.from_numpy(window_target(g, r, 32)) for g, r in zip(ws.gt, ws.rects)])[:, None]
+    ds, ws, targets = gt_windows
     bank = background_bank(ds, 32, 2, np.random.default_rng(0), progress=False)  # as run_task1 makes it
     assert len(bank) > 0
     torch.manual_seed(0)
@@ -122,14 +129,8 @@ def test_student_with_pasted_windows_learns_and_without_them_is_unchanged(root):
     pasted = self_train(teacher, ws.windows, ws.boxes, targets, backgrounds=bank, paste=0.5, **kw)
     assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), same.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), pasted.parameters()))
-    x = ws.windows.float() / 127.5 - 1
-
-    def iou(net):
-        with torch.no_grad():
-            m = net(x, ws.boxes.float())[1] > 0.5
-        t = targets > 0.5
-        return float((m & t).sum() / (m | t).sum())
-    assert iou(pasted) > iou(teacher) + 0.2, (iou(pasted), iou(teacher))
+    learnt, untrained = window_iou(pasted, ws, targets), window_iou(teacher, ws, targets)
+    assert learnt > untrained + 0.2, (learnt, untrained)
     with pytest.raises(ValueError, match="shaped like the windows"):
         self_train(teacher, ws.windows, ws.boxes, targets, steps=1, backgrounds=bank[:, :, :16], paste=0.5)
 
