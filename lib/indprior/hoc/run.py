@@ -121,18 +121,19 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
     gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
     pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
-    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device, pool, cfg.keep_layout)
+    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device, pool, cfg.keep_layout,
+                                   cfg.seg_zoom)
     return gan, composite_sampler(gan, seg_batches, cfg.min_visible), events
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, sampler: Any, gan_step: Any, out_dir: Path,
                                   device: torch.device, resume: bool, progress: bool) -> InstanceSegmenter:
     """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt); a saved one is
-    reused only when it was made from this very generator and architecture."""
+    reused only when it was made from this very generator, factory zoom and architecture."""
     seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
     seg_path = out_dir / "segmenter.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
-                 "ghost_peak": cfg.ghost_peak}
+                 "ghost_peak": cfg.ghost_peak, **({"seg_zoom": cfg.seg_zoom} if cfg.seg_zoom != 1 else {})}
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
         seg.load_state_dict(saved["state"])
