@@ -19,7 +19,8 @@ class HOCConfig:
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_zoom"})  # seg_*: the segmenter alone, trained after the GAN
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_zoom",
+         "seg_schedule"})  # seg_*: the segmenter alone, trained after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
@@ -76,6 +77,7 @@ class HOCConfig:
     seg_steps: int = 600
     seg_batch: int = 16
     seg_lr: float = 1e-3
+    seg_schedule: str = "constant"  # the segmenter's learning rate: "constant" or "cosine" (falls to 0 by seg_steps)
     seg_base: int = 16
     seg_levels: int = 3
     seg_zoom: float = 1.0  # copypaste, the labelled-data factory: cut-outs pasted at a scale log-uniform in
@@ -112,6 +114,8 @@ class HOCConfig:
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
         C.check_range(self, "scale_range")
+        if self.seg_schedule not in ("constant", "cosine"):
+            raise C.ConfigError(f"HOCConfig.seg_schedule={self.seg_schedule!r}: expected 'constant' or 'cosine'")
         if not self.seg_zoom >= 1:
             raise C.ConfigError(f"HOCConfig.seg_zoom={self.seg_zoom!r}: expected a zoom factor >= 1 (1 = off)")
 

@@ -133,13 +133,15 @@ def train_segmenter_on_composites(cfg: HOCConfig, sampler: Any, gan_step: Any, o
     seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
     seg_path = out_dir / "segmenter.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
-                 "ghost_peak": cfg.ghost_peak, **({"seg_zoom": cfg.seg_zoom} if cfg.seg_zoom != 1 else {})}
+                 "ghost_peak": cfg.ghost_peak, **({"seg_zoom": cfg.seg_zoom} if cfg.seg_zoom != 1 else {}),
+                 **({"seg_schedule": cfg.seg_schedule} if cfg.seg_schedule != "constant" else {})}
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
         seg.load_state_dict(saved["state"])
         return seg
     torch.manual_seed(cfg.seed)
-    hist = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress)
+    hist = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress,
+                           schedule=cfg.seg_schedule)
     atomic_write_bytes(seg_path, lambda f: torch.save({"state": seg.state_dict(), "made_from": made_from}, f))
     write_jsonl(out_dir / "segmenter_log.jsonl", hist)
     return seg
