@@ -22,6 +22,7 @@ from indprior.hoc import (
     run_hoc,
     upsample_labels,
 )
+from indprior.hoc.siseg import MeanSegmenter
 from indprior.models import label_map
 
 
@@ -163,6 +164,16 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     run_hoc(deeper, image, tmp_path, progress=False)  # the segmenter alone is trained again, the GAN is kept
     assert (tmp_path / "gan/checkpoint.pt").read_bytes() == gan and (tmp_path / "segmenter.pt").read_bytes() != seg
     assert len(load_segmenter(tmp_path, deeper).down) == deeper.seg_levels
+    members = dataclasses.replace(deeper, seg_members=2)
+    before = load_segmenter(tmp_path, deeper)
+    run_hoc(members, image, tmp_path, progress=False)  # two members now: the first is the one-member run's network
+    both = load_segmenter(tmp_path, members)
+    assert isinstance(both, MeanSegmenter) and len(both.members) == 2
+    first, second = (dict(m.state_dict()) for m in both.members)
+    assert all(torch.equal(first[k], v) for k, v in before.state_dict().items())
+    assert any(not torch.equal(second[k], v) for k, v in first.items() if v.is_floating_point())
+    log = [json.loads(line) for line in (tmp_path / "segmenter_log.jsonl").read_text().splitlines()]
+    assert sorted({r["member"] for r in log}) == [0, 1] and len(log) == 2 * members.seg_steps
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

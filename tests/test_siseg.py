@@ -7,6 +7,7 @@ from scipy.optimize import linear_sum_assignment
 
 from indprior.hoc.siseg import (
     InstanceSegmenter,
+    MeanSegmenter,
     group_instances,
     instance_targets_torch,
     predict_instances,
@@ -375,6 +376,19 @@ def test_the_cosine_schedule_takes_smaller_steps_as_it_ends(one_thread):
     assert first_c == pytest.approx(first_k, rel=0.05)
     with pytest.raises(ValueError, match="linear"):
         train_segmenter(InstanceSegmenter(base=8, levels=2), disc_sampler(0, 32), steps=2, progress=False, schedule="linear")
+
+
+def test_a_mean_segmenter_gives_the_mean_of_its_members_heads():
+    torch.manual_seed(0)
+    a, b = InstanceSegmenter(base=8, levels=2).eval(), InstanceSegmenter(base=8, levels=2).eval()
+    x = torch.randn(2, 3, 16, 16)
+    both = MeanSegmenter([a, b]).eval()
+    out, oa, ob = both(x), a(x), b(x)
+    assert set(out) == {"fg", "offset", "boundary"} and both.levels == 2
+    for k in out:
+        assert torch.allclose(out[k], (oa[k] + ob[k]) / 2, atol=1e-6) and not torch.allclose(oa[k], ob[k])
+    with pytest.raises(ValueError, match="same levels"):
+        MeanSegmenter([a, InstanceSegmenter(base=8, levels=3)])
 
 
 # ----------------------------------------------------------------------------- learning and inference

@@ -20,7 +20,7 @@ class HOCConfig:
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
          "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_zoom",
-         "seg_schedule"})  # seg_*: the segmenter alone, trained after the GAN
+         "seg_schedule", "seg_members"})  # seg_*: the segmenter alone, trained after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
@@ -79,6 +79,7 @@ class HOCConfig:
     seg_lr: float = 1e-3
     seg_schedule: str = "constant"  # the segmenter's learning rate: "constant" or "cosine" (falls to 0 by seg_steps)
     seg_base: int = 16
+    seg_members: int = 1  # segmenters trained on different draws of the composites, their heads averaged (1 = one)
     seg_levels: int = 3
     seg_zoom: float = 1.0  # copypaste, the labelled-data factory: cut-outs pasted at a scale log-uniform in
     # [1 / seg_zoom, seg_zoom], so the segmenter sees objects longer than a cut-out window holds (1 = off; 1.3 on
@@ -99,7 +100,7 @@ class HOCConfig:
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         C.check_fields(self, at_least_1=("crop", "n_providers", "provider_size", "provider_base", "z_dim", "bg_res",
-                                         "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base",
+                                         "d_base", "gan_steps", "batch_size", "seg_steps", "seg_batch", "seg_base", "seg_members",
                                          "seg_levels", "tile", "log_every", "max_objects", "mask_base",
                                          "mask_levels"),
                        non_negative=("area_eta", "min_width", "lambda_area", "lambda_bin", "lambda_div", "rotation_deg", "min_gap",
@@ -110,12 +111,11 @@ class HOCConfig:
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)
+        C.check_choice(self, "seg_schedule", ("constant", "cosine"))
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
         C.check_range(self, "scale_range")
-        if self.seg_schedule not in ("constant", "cosine"):
-            raise C.ConfigError(f"HOCConfig.seg_schedule={self.seg_schedule!r}: expected 'constant' or 'cosine'")
         if not self.seg_zoom >= 1:
             raise C.ConfigError(f"HOCConfig.seg_zoom={self.seg_zoom!r}: expected a zoom factor >= 1 (1 = off)")
 

@@ -35,8 +35,8 @@ from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import PhotoStats, photo_stats
-from .segment import rescale_for, segment_photo
-from .siseg import InstanceSegmenter, train_segmenter
+from .segment import rescale_for, segment_photo, segmenter_from_saved
+from .siseg import InstanceSegmenter, MeanSegmenter, train_segmenter
 
 
 def _round8(x: float) -> int:
@@ -103,9 +103,9 @@ def _samples(batches: CompositeBatches):
 
 
 def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path, device: torch.device,
-              resume: bool, progress: bool) -> tuple[Any, Any, list[dict[str, Any]]]:
-    """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, a sampler of
-    labelled composites for the segmenter, collapse events)."""
+              resume: bool, progress: bool) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+    """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, one sampler of
+    labelled composites per segmenter member (`seg_members`; each its own draws), collapse events)."""
     common = dict(seed=cfg.seed, collapse_reason=lambda h: collapse_reason(cfg, h),
                   check_every=cfg.collapse_check_every, check_until=cfg.collapse_until,
                   max_restarts=cfg.max_restarts, resume=resume, name="HOC GAN", log_every=cfg.log_every,
@@ -115,36 +115,45 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
             return torch.from_numpy(sc.crops.sample(cfg.batch_size, np.random.default_rng([cfg.seed, step]))).to(device)
         gan, events = fit_with_restarts(lambda s: HOCGAN(cfg, device, fg_frac=sc.stats.fg_frac), out_dir / "gan",
                                         run_cfg, batches, cfg.gan_steps, **common)
-        return gan, composite_batches(gan, cfg.seg_batch), events
+        return gan, [composite_batches(gan, cfg.seg_batch) for _ in range(cfg.seg_members)], events
     scene, new_gan = _copypaste_parts(cfg, sc, device)
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
     gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
     pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
-    seg_batches = CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1, device, pool, cfg.keep_layout,
-                                   cfg.seg_zoom)
-    return gan, composite_sampler(gan, seg_batches, cfg.min_visible), events
+    samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
+                                                        device, pool, cfg.keep_layout, cfg.seg_zoom), cfg.min_visible)
+                for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
+    return gan, samplers, events
 
 
-def train_segmenter_on_composites(cfg: HOCConfig, sampler: Any, gan_step: Any, out_dir: Path,
-                                  device: torch.device, resume: bool, progress: bool) -> InstanceSegmenter:
-    """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt); a saved one is
-    reused only when it was made from this very generator, factory zoom and architecture."""
-    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+_SEG_OFF = {"seg_zoom": 1.0, "seg_schedule": "constant", "seg_members": 1}  # made_from names these only when set
+
+
+def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
+                                  device: torch.device, resume: bool, progress: bool) -> torch.nn.Module:
+    """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt), one member per sampler
+    (`seg_members` > 1: a MeanSegmenter of them); a saved one is reused only when it was made from this very
+    generator, factory and architecture."""
     seg_path = out_dir / "segmenter.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
-                 "ghost_peak": cfg.ghost_peak, **({"seg_zoom": cfg.seg_zoom} if cfg.seg_zoom != 1 else {}),
-                 **({"seg_schedule": cfg.seg_schedule} if cfg.seg_schedule != "constant" else {})}
+                 "ghost_peak": cfg.ghost_peak, **{k: getattr(cfg, k) for k, off in _SEG_OFF.items() if getattr(cfg, k) != off}}
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
-        seg.load_state_dict(saved["state"])
-        return seg
-    torch.manual_seed(cfg.seed)
-    hist = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress,
-                           schedule=cfg.seg_schedule)
-    atomic_write_bytes(seg_path, lambda f: torch.save({"state": seg.state_dict(), "made_from": made_from}, f))
+        return segmenter_from_saved(saved, cfg)
+    members, hist = [], []
+    for i, sampler in enumerate(samplers):
+        seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+        torch.manual_seed(cfg.seed + i)
+        rows = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress,
+                               schedule=cfg.seg_schedule)
+        members.append(seg)
+        hist += [{**r, "member": i} for r in rows] if len(samplers) > 1 else rows
+    states = [m.state_dict() for m in members]
+    atomic_write_bytes(seg_path, lambda f: torch.save({"state": states[0], "made_from": made_from,
+                                                       **({"members": states[1:]} if len(states) > 1 else {})}, f))
     write_jsonl(out_dir / "segmenter_log.jsonl", hist)
-    return seg
+    return members[0] if len(members) == 1 else MeanSegmenter(members)
 
 
 def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -215,14 +224,14 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
     t0 = time.perf_counter()
     try:
-        gan, sampler, events = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
+        gan, samplers, events = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
     except TrainingError as err:
         raise Failed(str(err), "try another seed (--set seed=1) or pass instance_size") from err
     facts.update(gan_seconds=round(time.perf_counter() - t0, 1), restarts=len(events), collapses=events)
-    seg = train_segmenter_on_composites(cfg, sampler, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
+    seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
                                         resume, progress)
     if cfg.provider == "copypaste":
-        facts["appearance_match"] = appearance_match(sampler, img, sc.stats.fg)
+        facts["appearance_match"] = appearance_match(samplers[0], img, sc.stats.fg)
     return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
 
 

@@ -23,7 +23,7 @@ from .config import HOCConfig
 from .grouping import join_end_to_end, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
 from .scale import photo_stats
-from .siseg import InstanceSegmenter, predict_instances
+from .siseg import InstanceSegmenter, MeanSegmenter, Segmenter, predict_instances
 
 
 def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
@@ -73,7 +73,7 @@ def anisotropy_for(length: float | None, width: float | None) -> float:
     return min(3.0, length / width)
 
 
-def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu",
+def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu",
                      length: float | None = None, bandwidth: float | None = None, *, width: float | None = None):
     """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps).
 
@@ -97,7 +97,7 @@ def segment_rescaled(seg: InstanceSegmenter, image: np.ndarray, cfg: HOCConfig, 
     return labels, maps
 
 
-def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
+def segment_photo(seg: Segmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
                   device: torch.device | str, length: float | None = None, bandwidth: float | None = None, *,
                   width: float | None = None) -> np.ndarray:
     """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
@@ -105,21 +105,29 @@ def segment_photo(seg: InstanceSegmenter, rescaled: np.ndarray, cfg: HOCConfig, 
     return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
 
 
-def segment_at_scale(seg: InstanceSegmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
+def segment_at_scale(seg: Segmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
                      width: float | None, device: torch.device | str) -> np.ndarray:
     """Instances of `img`, segmented after rescaling it by `rescale` (objects `length` x `width` px there)."""
     return segment_photo(seg, ImageCrops(img, cfg.crop, rescale).image, cfg, img.shape[:2], device, length,
                          width=width)
 
 
-def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> InstanceSegmenter:
+def segmenter_from_saved(saved: dict[str, Any], cfg: HOCConfig) -> Segmenter:
+    """The segmenter of a loaded segmenter.pt: {"state"} (one network) or {"state", "members"} (their mean)."""
+    members = []
+    for state in [saved["state"], *saved.get("members", [])]:
+        seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
+        seg.load_state_dict(state)
+        members.append(seg)
+    return members[0] if len(members) == 1 else MeanSegmenter(members)
+
+
+def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> Segmenter:
     """The instance segmenter run_hoc trained (out_dir/segmenter.pt)."""
     path = Path(out_dir) / "segmenter.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run hoc.run_hoc into {out_dir} first")
-    seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
-    seg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state"])
-    return seg
+    return segmenter_from_saved(torch.load(path, map_location="cpu", weights_only=True), cfg)
 
 
 def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], InstanceSegmenter]:

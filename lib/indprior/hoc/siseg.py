@@ -103,6 +103,24 @@ class InstanceSegmenter(nn.Module):
         return dict(fg=self.fg(y), offset=self.offset(y) * self.offset_scale, boundary=self.boundary(y))
 
 
+class MeanSegmenter(nn.Module):
+    """Several InstanceSegmenters of one architecture as one: each head is the members' mean (logits, offsets).
+    Members trained on different draws of the same composites err in different places, so the mean errs less."""
+
+    def __init__(self, members: list[InstanceSegmenter]) -> None:
+        super().__init__()
+        if not members or len({(m.levels, m.offset_scale) for m in members}) != 1:
+            raise ValueError("MeanSegmenter: expected one or more InstanceSegmenters of the same levels")
+        self.members, self.levels = nn.ModuleList(members), members[0].levels
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        outs = [m(x) for m in self.members]
+        return {k: torch.stack([o[k] for o in outs]).mean(0) for k in outs[0]}
+
+
+Segmenter = InstanceSegmenter | MeanSegmenter  # what inference takes: one network or the mean of several
+
+
 def siseg_loss(out: dict[str, Tensor], labels: Tensor, w_fg: float = 1.0, w_offset: float = 1.0,
                w_boundary: float = 1.0) -> tuple[Tensor, dict[str, float]]:
     """BCE on fg, L1 (pixels, mean of the two components) on fg offsets, BCE on boundary with the
@@ -170,7 +188,7 @@ def _ramp(n: int, overlap: int, lo: bool, hi: bool) -> np.ndarray:
 
 
 @torch.no_grad()
-def _run(model: InstanceSegmenter, x: Tensor) -> np.ndarray:
+def _run(model: Segmenter, x: Tensor) -> np.ndarray:
     """Heads on one padded window: 4 h w (fg logit, offset y, offset x, boundary logit)."""
     m = 2 ** model.levels
     h, w = x.shape[2:]
@@ -182,7 +200,7 @@ def _run(model: InstanceSegmenter, x: Tensor) -> np.ndarray:
 VIEWS = (1, 2, 4, 8)  # test-time views: the window as it is, + left-right flip, + up-down flips, + transposes
 
 
-def _run_views(model: InstanceSegmenter, x: Tensor, views: int = 1) -> np.ndarray:
+def _run_views(model: Segmenter, x: Tensor, views: int = 1) -> np.ndarray:
     """`_run` averaged over the first `views` of the window's 8 flips and transposes, each mapped back (offsets
     flip sign along a flipped axis and swap under a transpose), so the heads do not depend on the photo's pose."""
     acc = None
@@ -202,7 +220,7 @@ def _run_views(model: InstanceSegmenter, x: Tensor, views: int = 1) -> np.ndarra
     return acc / views
 
 
-def predict_instances(model: InstanceSegmenter, image: np.ndarray, tile: int = 256, overlap: int = 32,
+def predict_instances(model: Segmenter, image: np.ndarray, tile: int = 256, overlap: int = 32,
                       device: str | torch.device = "cpu", views: int = 1,
                       **group_kwargs) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Instance map of a whole H x W x 3 uint8 photo, sliding window when larger than `tile`.
