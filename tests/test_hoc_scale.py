@@ -245,33 +245,3 @@ def test_a_kept_object_is_pasted_exactly_where_it_stands():
     crop = torch.from_numpy(padded[y0 + 48:y0 + 96, x0 + 48:x0 + 96]).permute(2, 0, 1).float()
     inside = cover[0, 0] > 0.999
     assert inside.sum() > 200 and (pasted[0][:, inside] - crop[:, inside]).abs().max() < 1e-3
-
-
-def test_the_factorys_zoom_scales_drawn_cut_outs_and_leaves_kept_ones_and_the_gans_batches_alone():
-    """zoom=1 draws no random numbers for it (the GAN's batches are those of before); zoom z scales every drawn
-    cut-out by a factor in [1/z, z] (both sides used), and a kept object stays at its own size; a cut-out pasted
-    at scale s covers s^2 times the pixels."""
-    from indprior.models import pose_to_theta, warp
-    img, _ = blobs(8.0, 30, size=160)
-    st = photo_stats(img)
-    scene = make_scene(img, st.fg, st.width, st.length, 24, 48)
-    plain = CompositeBatches(scene, 8, 24, 0, torch.device("cpu"), keep=0.5)(3)
-    zoomed = CompositeBatches(scene, 8, 24, 0, torch.device("cpu"), keep=0.5, zoom=1.4)(3)
-    assert torch.equal(plain["scale"], torch.ones_like(plain["scale"]))
-    for k in ("idx", "rotation", "flip", "pos", "present", "real", "background"):
-        assert torch.equal(plain[k], zoomed[k]), f"the zoom's draws moved {k}"
-    kept = (zoomed["rotation"] == 0) & (zoomed["flip"] == 1) & zoomed["present"]
-    drawn = ~kept & zoomed["present"]
-    s = zoomed["scale"]
-    assert kept.any() and torch.equal(s[kept], torch.ones_like(s[kept]))
-    assert (s[drawn] >= 1 / 1.4 - 1e-6).all() and (s[drawn] <= 1.4 + 1e-6).all()
-    assert (s[drawn] < 0.95).any() and (s[drawn] > 1.05).any()
-    disc = torch.zeros(1, 1, 24, 24)
-    disc[..., 8:16, 8:16] = 1
-    pose = {"rotation": torch.zeros(1), "flip": torch.ones(1), "tx": torch.zeros(1), "ty": torch.zeros(1)}
-    area = [warp(torch.zeros(1, 3, 24, 24), disc, pose_to_theta({**pose, "scale": torch.tensor([z])}, 24 / 48),
-                 (48, 48))[1].sum().item() for z in (1.0, 1.4)]
-    assert area[1] / area[0] == pytest.approx(1.96, rel=0.05)
-    with pytest.raises(ValueError, match="zoom"):
-        CompositeBatches(scene, 8, 24, 0, torch.device("cpu"), zoom=0.8)
-

@@ -19,8 +19,7 @@ class HOCConfig:
 
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_zoom",
-         "seg_schedule", "seg_members"})  # seg_*: the segmenter alone, trained after the GAN
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members"})  # seg_*: the segmenter alone, trained after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
@@ -77,13 +76,10 @@ class HOCConfig:
     seg_steps: int = 600
     seg_batch: int = 16
     seg_lr: float = 1e-3
-    seg_schedule: str = "constant"  # the segmenter's learning rate: "constant" or "cosine" (falls to 0 by seg_steps)
     seg_base: int = 16
-    seg_members: int = 1  # segmenters trained on different draws of the composites, their heads averaged (1 = one)
     seg_levels: int = 3
-    seg_zoom: float = 1.0  # copypaste, the labelled-data factory: cut-outs pasted at a scale log-uniform in
-    # [1 / seg_zoom, seg_zoom], so the segmenter sees objects longer than a cut-out window holds (1 = off; 1.3 on
-    # the development rods was within the noise of training the segmenter again, docs/method.md session 17)
+    seg_members: int = 1  # segmenters trained on different draws of the composites, heads averaged; 3 cost 3x the
+    # segmenter's time for +0.008 mean F1 on the development rods (docs/method.md, session 17), so 1
     min_visible: float = 0.2  # composites: instances with fewer labelled px than this x a disc's area -> background
     tile: int = 256  # sliding-window side for inference
     views: int = 4  # test-time views averaged by the segmenter: 1 (as it is), 2, 4 (+ flips) or 8 (+ transposes)
@@ -111,13 +107,10 @@ class HOCConfig:
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)
-        C.check_choice(self, "seg_schedule", ("constant", "cosine"))
         check_diffaug(self)
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
         C.check_range(self, "scale_range")
-        if not self.seg_zoom >= 1:
-            raise C.ConfigError(f"HOCConfig.seg_zoom={self.seg_zoom!r}: expected a zoom factor >= 1 (1 = off)")
 
 
 C.register_profiles(HOCConfig, {

@@ -87,7 +87,7 @@ class CopyPasteGAN:
         c, p = self.scene.crop, self.scene.window
         used = batch["present"].flatten().nonzero().squeeze(1)  # n
         win, m = self.masks(batch["idx"].flatten()[used], net)  # n 3 P P, n 1 P P
-        pose = {"scale": batch["scale"].flatten()[used], "rotation": batch["rotation"].flatten()[used],
+        pose = {"scale": torch.ones(len(used), device=self.device), "rotation": batch["rotation"].flatten()[used],
                 "flip": batch["flip"].flatten()[used], "tx": batch["pos"][..., 0].flatten()[used],
                 "ty": batch["pos"][..., 1].flatten()[used]}
         a_n, m_n = warp(win, m, pose_to_theta(pose, p / c), (c, c))  # n 3 C C, n 1 C C

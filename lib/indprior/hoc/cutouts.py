@@ -89,15 +89,11 @@ class CompositeBatches:
 
     `pool`: the cut-outs that may be drawn (default: all). `keep`: the chance that a place keeps the object that
     stands there in the photo, in its own pose, over the plate of that very crop (the labelled-data factory uses
-    it, so the segmenter also sees the photo's own arrangements, e.g. rods side by side); 0 for the GAN.
-    `zoom`: every drawn (not kept) cut-out is scaled by a factor log-uniform in [1 / zoom, zoom]; 1 = none (no
-    random numbers drawn for it). The factory uses it so the segmenter sees objects longer than a window holds."""
+    it, so the segmenter also sees the photo's own arrangements, e.g. rods side by side); 0 for the GAN."""
 
     def __init__(self, scene: CutoutScene, batch_size: int, max_objects: int, seed: int, device: torch.device,
-                 pool: np.ndarray | None = None, keep: float = 0.0, zoom: float = 1.0):
-        if not zoom >= 1:
-            raise ValueError(f"zoom={zoom!r}: expected a factor >= 1")
-        self.s, self.b, self.k, self.seed, self.device, self.zoom = scene, batch_size, max_objects, seed, device, zoom
+                 pool: np.ndarray | None = None, keep: float = 0.0):
+        self.s, self.b, self.k, self.seed, self.device = scene, batch_size, max_objects, seed, device
         self.pool = np.arange(scene.n) if pool is None else np.asarray(pool)
         self.keep, self.in_pool = keep, np.isin(np.arange(scene.n), self.pool)
         h, w = scene.image.shape[:2]
@@ -141,9 +137,6 @@ class CompositeBatches:
         flip = np.where(rng.random((b, k)) < 0.5, -1.0, 1.0).astype(np.float32)
         kept = (rng.random((b, k)) < self.keep) & (here >= 0) & self.in_pool[np.maximum(here, 0)]
         idx, rotation, flip = np.where(kept, here, idx), np.where(kept, 0.0, rotation), np.where(kept, 1.0, flip)
-        scale = np.ones((b, k), np.float32)
-        if self.zoom > 1:
-            scale = np.where(kept, 1.0, np.exp(rng.uniform(-1, 1, (b, k)) * np.log(self.zoom)))
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(self.device)  # noqa: E731
         return {"real": real, "background": background, "pos": t(pos), "present": t(present), "idx": t(idx),
-                "rotation": t(rotation.astype(np.float32)), "flip": t(flip.astype(np.float32)), "scale": t(scale.astype(np.float32))}
+                "rotation": t(rotation.astype(np.float32)), "flip": t(flip.astype(np.float32))}

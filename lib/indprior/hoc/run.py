@@ -122,12 +122,9 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
     pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
     samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
-                                                        device, pool, cfg.keep_layout, cfg.seg_zoom), cfg.min_visible)
+                                                        device, pool, cfg.keep_layout), cfg.min_visible)
                 for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
     return gan, samplers, events
-
-
-_SEG_OFF = {"seg_zoom": 1.0, "seg_schedule": "constant", "seg_members": 1}  # made_from names these only when set
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
@@ -137,7 +134,8 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
     generator, factory and architecture."""
     seg_path = out_dir / "segmenter.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
-                 "ghost_peak": cfg.ghost_peak, **{k: getattr(cfg, k) for k, off in _SEG_OFF.items() if getattr(cfg, k) != off}}
+                 "ghost_peak": cfg.ghost_peak,
+                 **({"seg_members": cfg.seg_members} if cfg.seg_members > 1 else {})}  # a saved one-member run matches
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
         return segmenter_from_saved(saved, cfg)
@@ -145,8 +143,7 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
     for i, sampler in enumerate(samplers):
         seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
         torch.manual_seed(cfg.seed + i)
-        rows = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress,
-                               schedule=cfg.seg_schedule)
+        rows = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress)
         members.append(seg)
         hist += [{**r, "member": i} for r in rows] if len(samplers) > 1 else rows
     states = [m.state_dict() for m in members]

@@ -15,7 +15,6 @@ Offsets are in pixels, ordered (dy, dx): offset[:, y, x] = (cy - y, cx - x), 0 o
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -138,21 +137,12 @@ def siseg_loss(out: dict[str, Tensor], labels: Tensor, w_fg: float = 1.0, w_offs
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-SCHEDULES = ("constant", "cosine")
-
-
 def train_segmenter(model: InstanceSegmenter, sample_fn: Callable[[int], tuple[Tensor, Tensor]], steps: int,
                     batch_size: int = 16, lr: float = 1e-3, device: str | torch.device = "cpu",
-                    progress: bool = True, log_fn: Callable[[int, dict], None] | None = None,
-                    schedule: str = "constant") -> list[dict]:
-    """Adam on siseg_loss over batches from sample_fn(batch_size) -> (images b3hw in [-1,1], labels bhw).
-    `schedule`: the learning rate stays `lr` ("constant") or falls from it to 0 on a half cosine ("cosine")."""
-    if schedule not in SCHEDULES:
-        raise ValueError(f"train_segmenter: schedule={schedule!r}, expected one of {SCHEDULES}")
+                    progress: bool = True, log_fn: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Adam on siseg_loss over batches from sample_fn(batch_size) -> (images b3hw in [-1,1], labels bhw)."""
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    factor = (lambda i: 1.0) if schedule == "constant" else (lambda i: 0.5 * (1 + math.cos(math.pi * i / steps)))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     history: list[dict] = []
     bar = tqdm(range(steps), disable=not progress, desc="siseg")
     for step in bar:
@@ -167,7 +157,6 @@ def train_segmenter(model: InstanceSegmenter, sample_fn: Callable[[int], tuple[T
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         history.append(dict(step=step, **parts))
         bar.set_postfix(loss=f"{parts['total']:.3f}")
         if log_fn is not None:
