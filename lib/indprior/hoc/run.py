@@ -36,7 +36,7 @@ from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import PhotoStats, photo_stats
 from .segment import rescale_for, segment_photo, segmenter_from_saved
-from .siseg import InstanceSegmenter, MeanSegmenter, train_segmenter
+from .siseg import InstanceSegmenter, MeanSegmenter, Segmenter, train_segmenter
 
 
 def _round8(x: float) -> int:
@@ -128,7 +128,7 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
-                                  device: torch.device, resume: bool, progress: bool) -> torch.nn.Module:
+                                  device: torch.device, resume: bool, progress: bool) -> Segmenter:
     """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt), one member per sampler
     (`seg_members` > 1: a MeanSegmenter of them); a saved one is reused only when it was made from this very
     generator, factory and architecture."""
