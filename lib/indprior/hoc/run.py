@@ -36,7 +36,7 @@ from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import PhotoStats, photo_stats
 from .segment import rescale_for, segment_photo, segmenter_from_saved
-from .siseg import InstanceSegmenter, MeanSegmenter, Segmenter, train_segmenter
+from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 
 def _round8(x: float) -> int:
@@ -150,7 +150,7 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
     atomic_write_bytes(seg_path, lambda f: torch.save({"state": states[0], "made_from": made_from,
                                                        **({"members": states[1:]} if len(states) > 1 else {})}, f))
     write_jsonl(out_dir / "segmenter_log.jsonl", hist)
-    return members[0] if len(members) == 1 else MeanSegmenter(members)
+    return combine(members)
 
 
 def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from .config import HOCConfig
 from .grouping import join_end_to_end, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
 from .scale import photo_stats
-from .siseg import InstanceSegmenter, MeanSegmenter, Segmenter, predict_instances
+from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
 
 
 def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
@@ -119,7 +119,7 @@ def segmenter_from_saved(saved: dict[str, Any], cfg: HOCConfig) -> Segmenter:
         seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
         seg.load_state_dict(state)
         members.append(seg)
-    return members[0] if len(members) == 1 else MeanSegmenter(members)
+    return combine(members)
 
 
 def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> Segmenter:
@@ -130,7 +130,7 @@ def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> Segmenter:
     return segmenter_from_saved(torch.load(path, map_location="cpu", weights_only=True), cfg)
 
 
-def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], InstanceSegmenter]:
+def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], Segmenter]:
     """(config, run.json, segmenter) of a finished run_hoc folder; FileNotFoundError names what is missing."""
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").is_file():

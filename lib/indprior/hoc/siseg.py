@@ -121,6 +121,11 @@ class MeanSegmenter(nn.Module):
 Segmenter = InstanceSegmenter | MeanSegmenter  # what inference takes: one network or the mean of several
 
 
+def combine(members: list[InstanceSegmenter]) -> Segmenter:
+    """One network as it is; several as their MeanSegmenter (what run_hoc trains and load_segmenter reads)."""
+    return members[0] if len(members) == 1 else MeanSegmenter(members)
+
+
 def siseg_loss(out: dict[str, Tensor], labels: Tensor, w_fg: float = 1.0, w_offset: float = 1.0,
                w_boundary: float = 1.0) -> tuple[Tensor, dict[str, float]]:
     """BCE on fg, L1 (pixels, mean of the two components) on fg offsets, BCE on boundary with the
