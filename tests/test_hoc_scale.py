@@ -245,3 +245,24 @@ def test_a_kept_object_is_pasted_exactly_where_it_stands():
     crop = torch.from_numpy(padded[y0 + 48:y0 + 96, x0 + 48:x0 + 96]).permute(2, 0, 1).float()
     inside = cover[0, 0] > 0.999
     assert inside.sum() > 200 and (pasted[0][:, inside] - crop[:, inside]).abs().max() < 1e-3
+
+
+def test_elongated_objects_get_their_own_area_hinge():
+    """The GAN's area penalty bites above `area_min_elongated` of a typical object's area for rods and grains and
+    above `area_min` for round objects (at 0.7 the masks covered only 0.6-0.7 of a rod); runs saved before the
+    field existed keep area_min for both, as they ran."""
+    from indprior.core import config as C
+    from indprior.hoc.run import build_copypaste
+    from indprior.hoc.scale import is_elongated
+    assert is_elongated(26.9, 6.9) and not is_elongated(19.2, 17.4) and not is_elongated(None, 6.9)
+    cfg = make_config(HOCConfig, "smoke", amp_cpu=False)
+    assert (cfg.area_min, cfg.area_min_elongated) == (0.7, 1.0)
+    rods, _ = blobs(5.0, 24, size=200, aspect=4.0)
+    discs, _ = blobs(8.0, 24, size=200)
+    assert build_copypaste(cfg, rods)["gan"].area_min == 1.0
+    assert build_copypaste(cfg, discs)["gan"].area_min == 0.7
+    saved = {k: v for k, v in C.to_dict(cfg).items() if k != "area_min_elongated"}  # a run of session 17
+    old = C.from_dict(HOCConfig, saved)
+    assert old.area_min_elongated is None and build_copypaste(old, rods)["gan"].area_min == 0.7
+    with pytest.raises(C.ConfigError, match="area_min_elongated"):
+        make_config(HOCConfig, "smoke", area_min_elongated=-1.0)

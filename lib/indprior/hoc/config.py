@@ -6,7 +6,7 @@ rescaled so that it is (see scale.py). What was measured for these defaults is i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..core import config as C
 from ..losses import check_diffaug
@@ -17,6 +17,8 @@ from .siseg import VIEWS
 class HOCConfig:
     """Task 2: a GAN on crops of one photo, then an instance segmenter on its composites."""
 
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"area_min_elongated": None}  # runs saved before session 18 masked
+    # elongated objects with area_min (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
          "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members"})  # seg_*: the segmenter alone, trained after the GAN
@@ -54,6 +56,9 @@ class HOCConfig:
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
+    area_min_elongated: float | None = 1.0  # ... for elongated objects (scale.is_elongated: rods, grains); None = area_min.
+    # At 0.7 the GAN's masks covered 0.6-0.7 of a rod (a shorter rod still looks like a rod to the critic), so the
+    # segmenter learned short rods and cut long ones in two (docs/method.md, session 18)
     ghost_peak: float = 0.05  # copypaste, the labelled-data factory: a cut-out's EMA mask whose peak is below 0.5
     # but at least this is divided by its peak. The GAN gives dim objects faint "ghost" masks of the right shape (pasted
     # at low opacity, a dim object hardly changes a composite); at 0.5 they would be empty, and the segmenter would
@@ -108,6 +113,9 @@ class HOCConfig:
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)
         check_diffaug(self)
+        if self.area_min_elongated is not None and not self.area_min_elongated >= 0:
+            raise C.ConfigError(f"HOCConfig.area_min_elongated={self.area_min_elongated!r}: expected None (as area_min) "
+                                "or a value >= 0")
         if self.instance_size is not None and not self.instance_size > 0:
             raise C.ConfigError(f"HOCConfig.instance_size={self.instance_size!r}: expected None (estimate) or a size > 0 px")
         C.check_range(self, "scale_range")

@@ -34,9 +34,11 @@ class CopyPasteGAN:
     """Method object for `core.trainer.Trainer`: mask net (+ EMA) and critic; phases Dmain, Gmain."""
 
     def __init__(self, cfg: HOCConfig, scene: CutoutScene, obj_frac: float, device: torch.device | str = "cpu",
-                 length: float | None = None):
+                 length: float | None = None, elongated: bool = False):
         self.cfg, self.scene, self.device = cfg, scene, torch.device(device)
         self.obj_frac = obj_frac  # a typical object's area / the window's area
+        long_min = cfg.area_min_elongated
+        self.area_min = long_min if elongated and long_min is not None else cfg.area_min  # the area hinge
         p = scene.window
         self.mask_net = SegmentingProvider(cfg.mask_base, cfg.mask_levels).to(self.device)
         self.D = Discriminator(scene.crop, cfg.d_base).to(self.device)
@@ -113,7 +115,7 @@ class CopyPasteGAN:
             self.D.requires_grad_(False)
             adv = g_hinge(self.D(aug(out["image"])).float())
             m, win = out["m"].float(), out["window"]
-            area = area_penalty(m, norm=torch.full((len(m),), self.obj_frac, device=self.device), eta=cfg.area_min,
+            area = area_penalty(m, norm=torch.full((len(m),), self.obj_frac, device=self.device), eta=self.area_min,
                                 floor=cfg.area_floor)
             binar, edge = binarisation_penalty(m), edge_aware_smoothness(m, win, cfg.edge_sigma)
             loss_g = adv + cfg.lambda_area * area + cfg.lambda_bin * binar + cfg.lambda_edge * edge

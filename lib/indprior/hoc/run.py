@@ -34,7 +34,7 @@ from .copypaste import CopyPasteGAN, composite_sampler, object_fraction, single_
 from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
-from .scale import PhotoStats, photo_stats
+from .scale import PhotoStats, is_elongated, photo_stats
 from .segment import rescale_for, segment_photo, segmenter_from_saved
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
@@ -170,7 +170,8 @@ def _copypaste_parts(cfg: HOCConfig, sc: Scale, device: torch.device) -> tuple[A
     """The cut-out scene of the rescaled photo and a maker of fresh copy-paste GANs on it (one per restart)."""
     scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
     frac = object_fraction(sc.width, sc.length, sc.window)
-    return scene, lambda: CopyPasteGAN(cfg, scene, frac, device, sc.length)
+    long = is_elongated(sc.length, sc.width)
+    return scene, lambda: CopyPasteGAN(cfg, scene, frac, device, sc.length, elongated=long)
 
 
 def build_copypaste(cfg: HOCConfig, img: np.ndarray, device: torch.device | str = "cpu", batch_size: int | None = None,
@@ -215,7 +216,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         raise Failed(str(err), "check that the photo shows many objects on a background; pass instance_size "
                                "(typical object diameter in px) if the objects are tiny") from err
     facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
-                 length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale)
+                 length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale,
+                 elongated=is_elongated(sc.length, sc.width))  # which area hinge the GAN's masks had, and grouping
     run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})

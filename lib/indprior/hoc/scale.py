@@ -23,6 +23,7 @@ from skimage.measure import regionprops
 from ..data.images import DataError, border_mean, check_rgb
 
 MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
+ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 
 
@@ -153,6 +154,11 @@ def centre_peaks(fg: np.ndarray, min_distance: float = 2.0) -> tuple[np.ndarray,
             near = np.hypot(*(tree_pts[i + 1:] - tree_pts[i]).T) < r[i]
             keep[i + 1:][near] = False
     return pts[keep], r[keep]
+
+
+def is_elongated(length: float | None, width: float | None) -> bool:
+    """Objects at least `ELONGATED` widths long (rods, grains); False when either size is unknown."""
+    return bool(length and width and length >= ELONGATED * width)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
 from .grouping import join_end_to_end, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
-from .scale import photo_stats
+from .scale import is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
 
 
@@ -68,7 +68,7 @@ def _min_size(cfg: HOCConfig) -> int:
 def anisotropy_for(length: float | None, width: float | None) -> float:
     """The grouping's anisotropy: objects at least 2 widths long are grouped with their aspect ratio (at most 3),
     rounder ones isotropically (group_instances; chosen on the development runs, docs/method.md)."""
-    if not length or not width or length < 2 * width:
+    if not is_elongated(length, width):
         return 1.0
     return min(3.0, length / width)
 
