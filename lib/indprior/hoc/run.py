@@ -102,6 +102,16 @@ def _samples(batches: CompositeBatches):
     return save
 
 
+def gan_run_config(cfg: HOCConfig, sc: Scale) -> dict[str, Any]:
+    """What the GAN's checkpoint records and a resume must match: the config, the size used and the rescale. A
+    photo of round objects never uses `area_min_elongated`, so it is left out there (a run saved before the field
+    existed still resumes)."""
+    run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
+    if not is_elongated(sc.length, sc.width):
+        run_cfg.pop("area_min_elongated")
+    return run_cfg
+
+
 def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path, device: torch.device,
               resume: bool, progress: bool) -> tuple[Any, list[Any], list[dict[str, Any]]]:
     """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, one sampler of
@@ -218,7 +228,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
                  length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale,
                  elongated=is_elongated(sc.length, sc.width))  # which area hinge the GAN's masks had, and grouping
-    run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
+    run_cfg = gan_run_config(cfg, sc)
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
     t0 = time.perf_counter()
