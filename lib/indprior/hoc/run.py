@@ -104,11 +104,11 @@ def _samples(batches: CompositeBatches):
 
 def gan_run_config(cfg: HOCConfig, sc: Scale) -> dict[str, Any]:
     """What the GAN's checkpoint records and a resume must match: the config, the size used and the rescale. A
-    photo of round objects never uses `area_min_elongated`, so it is left out there (a run saved before the field
-    existed still resumes)."""
+    photo of round objects never uses `area_min_elongated`, so it is recorded as None (as area_min) there, which is
+    what a checkpoint saved before the field existed reads as: such a run still resumes."""
     run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
     if not is_elongated(sc.length, sc.width):
-        run_cfg.pop("area_min_elongated")
+        run_cfg["area_min_elongated"] = None
     return run_cfg
 
 
