@@ -58,6 +58,11 @@ class Scale:
     width: float
     length: float
 
+    @property
+    def elongated(self) -> bool:
+        """Rods and grains (`scale.is_elongated`): their own area hinge for the GAN and anisotropic grouping."""
+        return is_elongated(self.length, self.width)
+
 
 def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
     """The photo's `Scale`. DataError when no objects stand out, or when the rescaled photo is smaller than a crop."""
@@ -107,7 +112,7 @@ def gan_run_config(cfg: HOCConfig, sc: Scale) -> dict[str, Any]:
     photo of round objects never uses `area_min_elongated`, so it is recorded as None (as area_min) there, which is
     what a checkpoint saved before the field existed reads as: such a run still resumes."""
     run_cfg = {**C.to_dict(cfg), "instance_size_used": sc.size, "rescale": sc.rescale}
-    if not is_elongated(sc.length, sc.width):
+    if not sc.elongated:
         run_cfg["area_min_elongated"] = None
     return run_cfg
 
@@ -180,8 +185,7 @@ def _copypaste_parts(cfg: HOCConfig, sc: Scale, device: torch.device) -> tuple[A
     """The cut-out scene of the rescaled photo and a maker of fresh copy-paste GANs on it (one per restart)."""
     scene = make_scene(sc.crops.image, _fg_rescaled(sc), sc.width, sc.length, sc.window, sc.crop, device)
     frac = object_fraction(sc.width, sc.length, sc.window)
-    long = is_elongated(sc.length, sc.width)
-    return scene, lambda: CopyPasteGAN(cfg, scene, frac, device, sc.length, elongated=long)
+    return scene, lambda: CopyPasteGAN(cfg, scene, frac, device, sc.length, elongated=sc.elongated)
 
 
 def build_copypaste(cfg: HOCConfig, img: np.ndarray, device: torch.device | str = "cpu", batch_size: int | None = None,
@@ -227,7 +231,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                "(typical object diameter in px) if the objects are tiny") from err
     facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
                  length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale,
-                 elongated=is_elongated(sc.length, sc.width))  # which area hinge the GAN's masks had, and grouping
+                 elongated=sc.elongated)  # which area hinge the GAN's masks had, and grouping
     run_cfg = gan_run_config(cfg, sc)
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
