@@ -228,6 +228,29 @@ def test_pieces_of_one_rod_are_joined_but_neighbouring_rods_are_not():
     assert (out[lab == 7] > 0).all() and ((out > 0) == (lab > 0)).all()
 
 
+def test_pieces_seen_whole_zoomed_out_are_joined_but_only_into_one_object():
+    from indprior.hoc.grouping import join_seen_whole
+    lab = np.zeros((60, 120), np.int64)
+    lab[5:11, 5:25], lab[5:11, 25:45] = 1, 2      # a rod 6 x 40 (longer than the estimate, 28) cut in two
+    lab[20:26, 5:33], lab[26:32, 5:33] = 3, 4     # two rods side by side, touching
+    lab[40:46, 5:33], lab[40:46, 33:61] = 5, 6    # two rods end to end
+    lab[50:56, 70:84], lab[50:56, 84:98] = 7, 8   # two pieces that the zoomed-out view keeps apart
+    coarse = np.zeros_like(lab)
+    coarse[4:12, 4:46] = 1                        # the long rod, whole
+    coarse[20:32, 5:33] = 2                       # the side-by-side pair as one (too wide to join)
+    coarse[40:46, 5:61] = 3                       # the end-to-end pair as one (too long to join)
+    coarse[50:56, 70:84], coarse[50:56, 84:98] = 4, 5
+    out = join_seen_whole(lab, coarse, length=28, width=6)
+    assert out.dtype == np.uint16 and out.max() == 7 and ((out > 0) == (lab > 0)).all()
+    assert len(np.unique(out[5:11, 5:45])) == 1  # the long rod's halves are one instance
+    for a, b in ((3, 4), (5, 6), (7, 8)):
+        assert len(np.unique(out[lab == a])) == 1 and out[lab == a][0] != out[lab == b][0]
+    assert (join_seen_whole(lab, np.zeros_like(lab), 28, 6) == lab).all()  # nothing seen: nothing joined
+    mostly_outside = coarse.copy()
+    mostly_outside[5:11, 30:45] = 0  # piece 2 lies mostly outside the coarse rod: kept apart
+    assert join_seen_whole(lab, mostly_outside, 28, 6).max() == 8
+
+
 def _rod(shape, centre, angle_deg, length, width):
     """Mask of a filled rectangle length x width centred at `centre`, rotated by `angle_deg`."""
     yy, xx = np.indices(shape, dtype=float)
@@ -446,3 +469,30 @@ def test_offset_to_rgb_encodes_direction_and_magnitude():
     assert rgb[0, 1].max() == 255 and abs(int(rgb[1, 0].max()) - 128) <= 1
     with pytest.raises(ValueError, match="offset"):
         offset_to_rgb(np.zeros((3, 4, 4)))
+
+
+def test_elongated_photos_are_grouped_again_zoomed_out_and_round_ones_are_not(monkeypatch):
+    """segment_rescaled's wiring: rods get a second grouping at ZOOM_OUT (on the photo shrunk by it, with the
+    object zoomed too), and pieces that come out whole there are joined; round objects get one grouping."""
+    from indprior.hoc import HOCConfig
+    from indprior.hoc import segment as S
+    calls = []
+    halves = np.zeros((40, 80), np.uint16)
+    halves[10:16, 10:30], halves[10:16, 30:50] = 1, 2  # one rod 40 px long, the estimate says 28
+
+    def fake_group(seg, image, cfg, device, length, width, bandwidth, zoom):
+        calls.append((image.shape[:2], zoom))
+        if zoom == 1.0:
+            return halves, {}
+        whole = np.zeros(image.shape[:2], np.uint16)
+        whole[round(10 * zoom):round(16 * zoom), round(10 * zoom):round(50 * zoom)] = 1
+        return whole, {}
+
+    monkeypatch.setattr(S, "_group_at", fake_group)
+    image, cfg = np.zeros((40, 80, 3), np.uint8), HOCConfig()
+    labels, _ = S.segment_rescaled(None, image, cfg, length=28.0, width=6.0)
+    assert calls == [((40, 80), 1.0), ((30, 60), S.ZOOM_OUT)] and S.ZOOM_OUT == 0.75
+    assert labels.max() == 1 and (labels[10:16, 10:50] == 1).all()
+    calls.clear()
+    labels, _ = S.segment_rescaled(None, image, cfg, length=8.0, width=6.0)  # round: as grouped
+    assert calls == [((40, 80), 1.0)] and labels.max() == 2

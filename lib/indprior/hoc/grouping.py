@@ -152,6 +152,23 @@ def _axes(m: np.ndarray) -> tuple[float, float]:
     return 4 * np.sqrt(max(high, 0.0)), 4 * np.sqrt(max(low, 0.0))
 
 
+def _moments(lab: np.ndarray, n: int) -> np.ndarray:
+    """Per-label sums of 1, y, x, y^2, x^2, xy over a label map (n+1 6; row 0 the background), for `_axes`."""
+    ys, xs = np.indices(lab.shape, dtype=np.float64)
+    flat = lab.ravel()
+    return np.stack([np.bincount(flat, wt.ravel(), minlength=n + 1)
+                     for wt in (np.ones_like(ys), ys, xs, ys * ys, xs * xs, xs * ys)], 1)
+
+
+def _touching_pairs(lab: np.ndarray) -> np.ndarray:
+    """(p, q) label pairs, p < q, of instances that touch (4-neighbours): m 2."""
+    touching = []
+    for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1])):
+        m = (a != b) & (a > 0) & (b > 0)
+        touching.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], 1))
+    return np.unique(np.concatenate(touching), axis=0)
+
+
 def join_end_to_end(labels: np.ndarray, length: float, width: float, max_length: float = 1.5,
                     max_width: float = 1.5) -> np.ndarray:
     """Touching instances whose union is still one object of the expected size (major axis <= max_length x
@@ -162,15 +179,8 @@ def join_end_to_end(labels: np.ndarray, length: float, width: float, max_length:
     n = int(lab.max())
     if n < 2:
         return labels.astype(np.uint16)
-    ys, xs = np.indices(lab.shape, dtype=np.float64)
-    flat = lab.ravel()
-    weights = (np.ones_like(ys), ys, xs, ys * ys, xs * xs, xs * ys)
-    mom = np.stack([np.bincount(flat, wt.ravel(), minlength=n + 1) for wt in weights], 1)  # n+1 6
-    touching = []
-    for a, b in ((lab[1:], lab[:-1]), (lab[:, 1:], lab[:, :-1])):
-        m = (a != b) & (a > 0) & (b > 0)
-        touching.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], 1))
-    pairs = np.unique(np.concatenate(touching), axis=0)
+    mom = _moments(lab, n)
+    pairs = _touching_pairs(lab)
     root = np.arange(n + 1)
     while len(pairs):
         fits = []
@@ -188,6 +198,44 @@ def join_end_to_end(labels: np.ndarray, length: float, width: float, max_length:
         pairs = np.unique(np.sort(root[pairs], 1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     _, renumbered = np.unique(root, return_inverse=True)  # root 0 stays 0: labels 1..k keep their order
+    return renumbered[lab].astype(np.uint16)
+
+
+def join_seen_whole(labels: np.ndarray, coarse: np.ndarray, length: float, width: float, share: float = 0.6,
+                    max_length: float = 2.0, max_width: float = 1.5) -> np.ndarray:
+    """Touching instances of `labels` that lie (each with at least `share` of its pixels) in the same instance
+    of `coarse`, a grouping of the same photo seen zoomed out and brought back to this grid, become one while
+    their union stays one object (major axis <= max_length x `length`, minor <= max_width x `width`).
+
+    The segmenter learns objects up to its cut-out windows' size (1.4 estimated lengths); when a photo's rods
+    run longer than the length estimate says, their two halves vote for two centres. Zoomed out, the same
+    rod fits the window and comes out whole (docs/method.md, session 19). Returns a uint16 map renumbered 1..n."""
+    lab = labels.astype(np.int64)
+    n = int(lab.max())
+    if n < 2 or coarse.max() == 0:
+        return labels.astype(np.uint16)
+    overlap = np.zeros((n + 1, int(coarse.max()) + 1))
+    np.add.at(overlap, (lab.ravel(), coarse.astype(np.int64).ravel()), 1)
+    home = overlap[:, 1:].argmax(1) + 1  # the coarse instance holding most of each instance
+    at_home = overlap[np.arange(n + 1), home] / np.maximum(overlap.sum(1), 1)
+    mom = _moments(lab, n)
+    root = np.arange(n + 1)
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            i = root[i]
+        return i
+
+    for p, q in _touching_pairs(lab):
+        if home[p] != home[q] or at_home[p] < share or at_home[q] < share:
+            continue
+        rp, rq = find(p), find(q)
+        if rp == rq:
+            continue
+        major, minor = _axes(mom[rp] + mom[rq])
+        if major <= max_length * length and minor <= max_width * width:
+            root[rq], mom[rp] = rp, mom[rp] + mom[rq]
+    _, renumbered = np.unique([find(i) for i in range(n + 1)], return_inverse=True)
     return renumbered[lab].astype(np.uint16)
 
 

@@ -20,7 +20,7 @@ from ..core.files import prepare_out_dir, write_json
 from ..core.runtime import resolve_device
 from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
-from .grouping import join_end_to_end, split_bimodal_votes, split_side_by_side
+from .grouping import join_end_to_end, join_seen_whole, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
 from .scale import is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
@@ -73,6 +73,9 @@ def anisotropy_for(length: float | None, width: float | None) -> float:
     return min(3.0, length / width)
 
 
+ZOOM_OUT = 0.75  # elongated objects: the photo is grouped a second time at this zoom (join_seen_whole)
+
+
 def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str = "cpu",
                      length: float | None = None, bandwidth: float | None = None, *, width: float | None = None):
     """The trained segmenter on the rescaled photo with run_hoc's grouping settings -> (labels, head maps).
@@ -82,13 +85,38 @@ def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: 
     suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md).
     Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
     pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
-    as two objects is cut into objects of their size where it can be (`split_side_by_side`). Round objects whose
-    votes form two groups far apart are cut in two (`split_bimodal_votes`)."""
-    d_px, min_size = cfg.crop / cfg.crop_instances, _min_size(cfg)
-    span, anisotropy = max(d_px, length or d_px), anisotropy_for(length, width)
+    as two objects is cut into objects of their size where it can be (`split_side_by_side`); then the photo is
+    grouped again zoomed out by `ZOOM_OUT`, and touching pieces that come out as one object there are joined
+    (`join_seen_whole`: rods longer than the estimate said). Round objects whose votes form two groups far
+    apart are cut in two (`split_bimodal_votes`)."""
+    labels, maps = _group_at(seg, image, cfg, device, length, width, bandwidth, 1.0)
+    if is_elongated(length, width):
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (max(1, round(w * ZOOM_OUT)), max(1, round(h * ZOOM_OUT))),
+                           interpolation=cv2.INTER_AREA)
+        coarse, _ = _group_at(seg, small, cfg, device, length, width, bandwidth, ZOOM_OUT)
+        coarse = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_NEAREST)
+        labels = join_seen_whole(labels, coarse, _span(cfg, length), width)
+    return labels, maps
+
+
+def _span(cfg: HOCConfig, length: float | None) -> float:
+    """An object's extent in rescaled px: its length, or the diameter crop / crop_instances when longer."""
+    d_px = cfg.crop / cfg.crop_instances
+    return max(d_px, length or d_px)
+
+
+def _group_at(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.device | str,
+              length: float | None, width: float | None, bandwidth: float | None, zoom: float):
+    """`segment_rescaled`'s first grouping of `image`, a rescaled photo further zoomed by `zoom` (objects
+    `length` x `width` px before the zoom) -> (labels, head maps)."""
+    length, width = (length * zoom if length else None), (width * zoom if width else None)
+    d_px, min_size = cfg.crop / cfg.crop_instances, max(8, int(_min_size(cfg) * zoom ** 2))
+    span, anisotropy = _span(cfg, length), anisotropy_for(length, width)
     labels, maps = predict_instances(seg, image.copy(), tile=cfg.tile, overlap=cfg.tile // 8, device=device,
                                      views=cfg.views, min_size=min_size,
-                                     bandwidth=bandwidth or max(1.5, span / 5), anisotropy=anisotropy)
+                                     bandwidth=bandwidth * zoom if bandwidth else max(1.5, span / 5),
+                                     anisotropy=anisotropy)
     if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes);
         labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
         labels = split_side_by_side(labels, span, width, min_size=min_size)
