@@ -155,6 +155,9 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     assert keys - {"task", "instance_size", "profile", "baseline_watershed"} <= set(saved["baseline_watershed"])
     assert saved["count_pred"] == len(np.unique(inst[inst > 0])) and saved["count_gt"] == int(gt.max())
     assert m == saved
+    pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
+    assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
+    assert pool["all_used"] == (pool["one_object"] < 5)
     assert (tmp_path / "gan" / "checkpoint.pt").is_file() and (tmp_path / "segmenter.pt").is_file()
     # without GT: no GT-dependent keys
     m2 = run_hoc(smoke_cfg, image, tmp_path, progress=False)  # resumes: nothing is retrained

@@ -148,13 +148,15 @@ def rescale_ghosts(masks: torch.Tensor, min_peak: float) -> torch.Tensor:
     return torch.where(ghost, masks / peak.clamp_min(1e-6), masks).clamp(0, 1)
 
 
+MIN_POOL = 5  # the labelled-data factory draws from every cut-out when fewer than this look like one object
+
+
 @torch.no_grad()
-def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
+def one_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
     """Indices of the cut-outs whose (EMA) mask looks like ONE object: one connected blob (at 0.5) whose area,
     width and length are within `tolerance` x (and area above 1 / tolerance^2 x) those of a typical object
     (`width`, `length` in window px). A window centred between touching objects can learn a mask over several
-    of them (a cluster pasted elsewhere still looks real); as one label it would teach the segmenter to merge,
-    so the labelled-data factory draws only from these. All cut-outs when fewer than 5 qualify."""
+    of them (a cluster pasted elsewhere still looks real); as one label it would teach the segmenter to merge."""
     keep = []
     gan.cache_ema_masks()
     masks = (gan.masks(torch.arange(gan.scene.n, device=gan.device), gan.ema.module)[1][:, 0] > 0.5).cpu().numpy()
@@ -166,7 +168,14 @@ def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolera
         if (tolerance**-2 <= area <= tolerance and p.axis_minor_length <= tolerance * width
                 and p.axis_major_length <= tolerance * length):
             keep.append(i)
-    return np.array(keep) if len(keep) >= 5 else np.arange(gan.scene.n)
+    return np.array(keep, dtype=np.int64)
+
+
+def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
+    """The cut-outs the labelled-data factory draws from: those that look like one object (`one_object_cutouts`),
+    or all of them when fewer than `MIN_POOL` do (run_hoc then records it and warns)."""
+    keep = one_object_cutouts(gan, width, length, tolerance)
+    return keep if len(keep) >= MIN_POOL else np.arange(gan.scene.n)
 
 
 def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible: float, start: int = 10**6):

@@ -30,7 +30,7 @@ from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..viz import overlay_instances
 from .config import HOCConfig
-from .copypaste import CopyPasteGAN, composite_sampler, object_fraction, single_object_cutouts
+from .copypaste import MIN_POOL, CopyPasteGAN, composite_sampler, object_fraction, one_object_cutouts
 from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
@@ -118,9 +118,10 @@ def gan_run_config(cfg: HOCConfig, sc: Scale) -> dict[str, Any]:
 
 
 def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path, device: torch.device,
-              resume: bool, progress: bool) -> tuple[Any, list[Any], list[dict[str, Any]]]:
+              resume: bool, progress: bool) -> tuple[Any, list[Any], list[dict[str, Any]], dict[str, Any] | None]:
     """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, one sampler of
-    labelled composites per segmenter member (`seg_members`; each its own draws), collapse events)."""
+    labelled composites per segmenter member (`seg_members`; each its own draws), collapse events, the copy-paste
+    factory's pool: {"one_object", "cutouts", "all_used"}, None for the generative provider)."""
     common = dict(seed=cfg.seed, collapse_reason=lambda h: collapse_reason(cfg, h),
                   check_every=cfg.collapse_check_every, check_until=cfg.collapse_until,
                   max_restarts=cfg.max_restarts, resume=resume, name="HOC GAN", log_every=cfg.log_every,
@@ -130,16 +131,17 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
             return torch.from_numpy(sc.crops.sample(cfg.batch_size, np.random.default_rng([cfg.seed, step]))).to(device)
         gan, events = fit_with_restarts(lambda s: HOCGAN(cfg, device, fg_frac=sc.stats.fg_frac), out_dir / "gan",
                                         run_cfg, batches, cfg.gan_steps, **common)
-        return gan, [composite_batches(gan, cfg.seg_batch) for _ in range(cfg.seg_members)], events
+        return gan, [composite_batches(gan, cfg.seg_batch) for _ in range(cfg.seg_members)], events, None
     scene, new_gan = _copypaste_parts(cfg, sc, device)
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
     gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
-    pool = single_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
+    single = one_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object,
+    pool = single if len(single) >= MIN_POOL else np.arange(scene.n)  # or all when too few do (single_object_cutouts)
     samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
                                                         device, pool, cfg.keep_layout), cfg.min_visible)
                 for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
-    return gan, samplers, events
+    return gan, samplers, events, {"one_object": len(single), "cutouts": scene.n, "all_used": len(single) < MIN_POOL}
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
@@ -237,10 +239,16 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
     t0 = time.perf_counter()
     try:
-        gan, samplers, events = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
+        gan, samplers, events, pool = train_gan(cfg, sc, run_cfg, out_dir, device, resume, progress)
     except TrainingError as err:
         raise Failed(str(err), "try another seed (--set seed=1) or pass instance_size") from err
     facts.update(gan_seconds=round(time.perf_counter() - t0, 1), restarts=len(events), collapses=events)
+    if pool is not None:
+        facts["factory_pool"] = pool  # how many cut-outs the segmenter's composites were drawn from
+        if pool["all_used"]:
+            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object, so "
+                          "the segmenter learns from all of them, masks over several objects included: touching "
+                          "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
     seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
                                         resume, progress)
     if cfg.provider == "copypaste":
