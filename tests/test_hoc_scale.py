@@ -157,7 +157,7 @@ def test_foreground_is_empty_on_a_flat_photo():
 def test_the_factory_draws_only_cut_outs_that_look_like_one_object():
     from types import SimpleNamespace
 
-    from indprior.hoc.copypaste import MIN_POOL, one_object_cutouts, single_object_cutouts
+    from indprior.hoc.copypaste import MIN_POOL, factory_pool, one_object_cutouts
     p, r = 40, 6.0
     yy, xx = np.mgrid[:p, :p]
     disc = lambda cy, cx, rad=r: (yy - cy) ** 2 + (xx - cx) ** 2 <= rad ** 2  # noqa: E731
@@ -173,12 +173,14 @@ def test_the_factory_draws_only_cut_outs_that_look_like_one_object():
             return None, stack[idx]
     gan = Stub(scene=SimpleNamespace(n=len(masks)), device=torch.device("cpu"), obj_frac=np.pi * r * r / p**2,
                ema=SimpleNamespace(module=None))
-    keep = single_object_cutouts(gan, width=2 * r, length=2 * r).tolist()
-    assert keep == [0, 1, 6, 7, 8, 9], keep  # two touching discs (3) are one blob but too long; 2, 4, 5 fail too
+    keep, record = factory_pool(gan, width=2 * r, length=2 * r)
+    assert keep.tolist() == [0, 1, 6, 7, 8, 9], keep  # two touching discs (3) are one blob but too long; 2, 4, 5 fail too
+    assert record == {"one_object": 6, "cutouts": 10, "all_used": False}
     stack = stack[[0, 1, 2, 3, 4, 5, 6]]  # 3 of 7 look like one object, under MIN_POOL: the factory takes all
     gan.scene.n = 7
     assert one_object_cutouts(gan, width=2 * r, length=2 * r).tolist() == [0, 1, 6] and MIN_POOL == 5
-    assert single_object_cutouts(gan, width=2 * r, length=2 * r).tolist() == list(range(7))
+    keep, record = factory_pool(gan, width=2 * r, length=2 * r)
+    assert keep.tolist() == list(range(7)) and record == {"one_object": 3, "cutouts": 7, "all_used": True}
 
 
 def test_a_faint_mask_of_an_objects_shape_becomes_its_mask_and_an_empty_one_stays_empty():

@@ -171,11 +171,15 @@ def one_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance
     return np.array(keep, dtype=np.int64)
 
 
-def single_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5) -> np.ndarray:
+def factory_pool(gan: CopyPasteGAN, width: float, length: float,
+                 tolerance: float = 1.5) -> tuple[np.ndarray, dict[str, int | bool]]:
     """The cut-outs the labelled-data factory draws from: those that look like one object (`one_object_cutouts`),
-    or all of them when fewer than `MIN_POOL` do (run_hoc then records it and warns)."""
+    or all of them when fewer than `MIN_POOL` do; and the record of it for metrics.json:
+    {"one_object", "cutouts", "all_used"}."""
     keep = one_object_cutouts(gan, width, length, tolerance)
-    return keep if len(keep) >= MIN_POOL else np.arange(gan.scene.n)
+    all_used = len(keep) < MIN_POOL
+    record = {"one_object": len(keep), "cutouts": gan.scene.n, "all_used": all_used}
+    return (np.arange(gan.scene.n) if all_used else keep), record
 
 
 def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible: float, start: int = 10**6):

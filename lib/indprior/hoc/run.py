@@ -30,7 +30,7 @@ from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..viz import overlay_instances
 from .config import HOCConfig
-from .copypaste import MIN_POOL, CopyPasteGAN, composite_sampler, object_fraction, one_object_cutouts
+from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
 from .cutouts import CompositeBatches, make_scene
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
@@ -136,12 +136,11 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
     gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
-    single = one_object_cutouts(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object,
-    pool = single if len(single) >= MIN_POOL else np.arange(scene.n)  # or all when too few do (single_object_cutouts)
+    pool, record = factory_pool(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
     samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
                                                         device, pool, cfg.keep_layout), cfg.min_visible)
                 for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
-    return gan, samplers, events, {"one_object": len(single), "cutouts": scene.n, "all_used": len(single) < MIN_POOL}
+    return gan, samplers, events, record
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
