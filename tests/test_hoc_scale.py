@@ -284,3 +284,59 @@ def test_the_gan_checkpoint_records_the_elongated_hinge_only_where_it_is_used():
     assert gan_run_config(cfg, measure_scale(cfg, rods))["area_min_elongated"] == 1.0
     round_cfg = gan_run_config(cfg, measure_scale(cfg, discs))
     assert round_cfg["area_min_elongated"] is None and round_cfg["area_min"] == 0.7
+
+
+def test_single_objects_are_the_lone_convex_objects_and_their_windows_hold_them_whole():
+    from indprior.hoc.cutouts import single_windows
+    from indprior.hoc.scale import single_objects
+    fg = np.zeros((80, 120), bool)
+    yy, xx = np.mgrid[:80, :120]
+    disc = lambda cy, cx, rad=6: (yy - cy) ** 2 + (xx - cx) ** 2 <= rad ** 2  # noqa: E731
+    fg |= disc(15, 15)  # a lone disc: single
+    fg |= disc(15, 50) | disc(15, 61)  # two touching discs: two peaks, not convex -> not single
+    fg[40:46, 10:40] = True  # a lone rod 30 x 6: single (rod shape)
+    fg |= disc(60, 100, 1)  # a speck: no object
+    fg |= disc(65, 60)  # a disc the window below cuts
+    singles = single_objects(fg, width=12.0)
+    lone = {int(singles[15, 15]), int(singles[43, 25]), int(singles[65, 60])}
+    assert 0 not in lone and len(lone) == 3  # each its own label
+    assert not singles[15, 50] and not singles[15, 61] and not singles[60, 100]
+    centres = np.array([[15, 15], [43, 25], [15, 50], [65, 60], [70, 60]])
+    wins = single_windows(singles, centres, side=40)
+    assert wins.shape == (5, 40, 40)
+    assert np.array_equal(wins[0] > 0.5, disc(20, 20)[:40, :40])  # the disc, at the window's centre
+    assert (wins[1] > 0.5).sum() == pytest.approx(30 * 6, rel=0.1)  # the whole rod
+    assert not wins[2].any()  # between the touching discs: no single object there
+    assert (wins[3] > 0.5).sum() == (wins[4] > 0.5).sum() == disc(65, 60).sum()  # centred on the disc, or 5 px off
+    # (rows 50-90 still hold rows 59-71 whole); ...
+    assert not single_windows(singles, np.array([[70, 60]]), side=10).any()  # ... cut by the window: nothing pasted
+    assert ((wins[1] > 0) & (wins[1] < 0.5)).any()  # a soft rim outside the object
+
+
+def test_the_factory_pastes_lone_objects_with_their_own_mask():
+    from types import SimpleNamespace
+
+    from indprior.hoc.copypaste import CopyPasteGAN, factory_pool
+    p, r = 40, 6.0
+    yy, xx = np.mgrid[:p, :p]
+    disc = ((yy - 20) ** 2 + (xx - 20) ** 2 <= r ** 2).astype(np.float32)
+    ema = torch.zeros(6, 1, p, p)
+    ema[0, 0] = torch.from_numpy(disc)  # one cut-out whose GAN mask is one object
+    ema[1, 0, 5:35, 5:35] = 1  # a mask over a whole cluster
+    singles = torch.zeros(6, 1, p, p)
+    for i in (1, 2, 3, 4):
+        singles[i, 0] = torch.from_numpy(disc)  # cut-outs 1-4 are centred on a lone object
+    scene = SimpleNamespace(n=6, singles=singles, single_indices=lambda: np.array([1, 2, 3, 4]))
+    gan = SimpleNamespace(scene=scene, device=torch.device("cpu"), obj_frac=np.pi * r * r / p**2,
+                          ema=SimpleNamespace(module=None), _ema_masks=ema.clone(), cfg=None)
+    gan.cache_ema_masks = lambda: None
+    gan.masks = lambda idx, net: (None, gan._ema_masks[idx])
+    gan.use_single_masks = lambda: CopyPasteGAN.use_single_masks(gan)
+    keep, record = factory_pool(gan, width=2 * r, length=2 * r, singles=True)
+    assert keep.tolist() == [0, 1, 2, 3, 4]  # the GAN's one object + the lone ones; 5 (empty mask) is left out
+    assert record == {"one_object": 1, "cutouts": 6, "singles": 4, "all_used": False}
+    assert torch.equal(gan._ema_masks[1], singles[1]) and torch.equal(gan._ema_masks[0], ema[0])  # the cluster mask
+    # of cut-out 1 is replaced by its object's; cut-out 0 keeps the GAN's
+    gan._ema_masks = ema.clone()
+    keep, record = factory_pool(gan, width=2 * r, length=2 * r)  # singles off: as before
+    assert record == {"one_object": 1, "cutouts": 6, "all_used": True} and torch.equal(gan._ema_masks, ema)

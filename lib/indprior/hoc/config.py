@@ -21,7 +21,7 @@ class HOCConfig:
     # elongated objects with area_min (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members"})  # seg_*: the segmenter alone, trained after the GAN
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles"})  # seg_*: the segmenter alone, trained after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
@@ -53,6 +53,9 @@ class HOCConfig:
     max_objects: int = 24  # copypaste: places per composite at most (a dense crop's layout is cut there)
     keep_layout: float = 0.5  # copypaste: in the segmenter's composites, the chance that a place keeps the object
     # that stands there in the photo, in its own pose (the photo's own arrangements, e.g. rods side by side)
+    factory_singles: str = "elongated"  # copypaste, the labelled-data factory: paste the cut-outs centred on an
+    # isolated single object with that object's own foreground mask, not the GAN's ("elongated": rods and grains
+    # only, "all", "none"). On dim, crowded rods the GAN's masks took pieces of neighbours (docs/method.md, session 20)
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
@@ -112,6 +115,7 @@ class HOCConfig:
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)
+        C.check_choice(self, "factory_singles", ("elongated", "all", "none"))
         check_diffaug(self)
         if self.area_min_elongated is not None and not self.area_min_elongated >= 0:
             raise C.ConfigError(f"HOCConfig.area_min_elongated={self.area_min_elongated!r}: expected None (as area_min) "

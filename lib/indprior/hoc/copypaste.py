@@ -82,6 +82,19 @@ class CopyPasteGAN:
                 chunks.append(self.masks(idx, net)[1].float())
         self._ema_masks = rescale_ghosts(torch.cat(chunks), self.cfg.ghost_peak)
 
+    @torch.no_grad()
+    def use_single_masks(self) -> np.ndarray:
+        """For the labelled-data factory: the cut-outs centred on an isolated single object (`scene.singles`) get
+        that object's own foreground mask instead of their EMA mask, which on dim, crowded objects covers part of
+        the object and part of a neighbour (docs/method.md, session 20). Returns their indices. Lasts until the
+        next train_step, like the cache it edits."""
+        self.cache_ema_masks()
+        idx = self.scene.single_indices()
+        if len(idx):
+            t = torch.from_numpy(idx).to(self.device)
+            self._ema_masks[t] = self.scene.singles[t].to(self._ema_masks.dtype)
+        return idx
+
     def compose(self, batch: dict[str, torch.Tensor], net: torch.nn.Module | None = None) -> dict[str, torch.Tensor]:
         """The composites of a batch: image b 3 C C, visible b k 1 C C, and the windows and masks of the n
         places in use (n 3 P P, n 1 P P). Only the places in use run through the mask net."""
@@ -171,14 +184,19 @@ def one_object_cutouts(gan: CopyPasteGAN, width: float, length: float, tolerance
     return np.array(keep, dtype=np.int64)
 
 
-def factory_pool(gan: CopyPasteGAN, width: float, length: float,
-                 tolerance: float = 1.5) -> tuple[np.ndarray, dict[str, int | bool]]:
-    """The cut-outs the labelled-data factory draws from: those that look like one object (`one_object_cutouts`),
-    or all of them when fewer than `MIN_POOL` do; and the record of it for metrics.json:
-    {"one_object", "cutouts", "all_used"}."""
-    keep = one_object_cutouts(gan, width, length, tolerance)
-    all_used = len(keep) < MIN_POOL
-    record = {"one_object": len(keep), "cutouts": gan.scene.n, "all_used": all_used}
+def factory_pool(gan: CopyPasteGAN, width: float, length: float, tolerance: float = 1.5,
+                 singles: bool = False) -> tuple[np.ndarray, dict[str, int | bool]]:
+    """The cut-outs the labelled-data factory draws from: those whose EMA mask looks like one object
+    (`one_object_cutouts`), with `singles` also those centred on an isolated single object, pasted with that
+    object's own mask (`CopyPasteGAN.use_single_masks`); all cut-outs when fewer than `MIN_POOL` qualify. And the
+    record of it for metrics.json: {"one_object", "cutouts", "all_used"} (+ "singles" when used)."""
+    keep = one_object_cutouts(gan, width, length, tolerance)  # judged on the GAN's own masks
+    record: dict[str, int | bool] = {"one_object": len(keep), "cutouts": gan.scene.n}
+    if singles:
+        alone = gan.use_single_masks()
+        keep = np.union1d(keep, alone)
+        record["singles"] = len(alone)
+    record["all_used"] = all_used = len(keep) < MIN_POOL
     return (np.arange(gan.scene.n) if all_used else keep), record
 
 

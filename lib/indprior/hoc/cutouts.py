@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
+from skimage.measure import regionprops
 
 from ..data.images import to_float
+from .scale import single_objects
 
 
 def candidates(fg: np.ndarray, width: float, length: float | None = None, spacing: float = 0.5) -> np.ndarray:
@@ -64,10 +66,18 @@ class CutoutScene:
     fg_windows: torch.Tensor  # n 1 P P float: the (grown) foreground in each window; a mask never leaves it
     crop: int
     window: int
+    singles: torch.Tensor | None = None  # n 1 P P float: the isolated single object (`scale.single_objects`) a
+    # window is centred on, softened at its border; all zero where a window's centre is on no whole single object
 
     @property
     def n(self) -> int:
         return len(self.centres)
+
+    def single_indices(self) -> np.ndarray:
+        """The cut-outs centred on a whole isolated single object (their `singles` mask is not empty)."""
+        if self.singles is None:
+            return np.zeros(0, np.int64)
+        return np.nonzero(self.singles.flatten(1).amax(1).cpu().numpy() > 0)[0]
 
 
 def make_scene(image: np.ndarray, fg: np.ndarray, width: float, length: float, window: int, crop: int,
@@ -80,7 +90,30 @@ def make_scene(image: np.ndarray, fg: np.ndarray, width: float, length: float, w
     fg_grown = cv2.dilate(fg.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
     win = torch.from_numpy(_windows(image, centres, window)).permute(0, 3, 1, 2).contiguous()
     fgw = torch.from_numpy(_windows(fg_grown[..., None], centres, window)).permute(0, 3, 1, 2).float()
-    return CutoutScene(image, plate(image, fg, 0.15 * width), fg, centres, win.to(device), fgw.to(device), crop, window)
+    singles = torch.from_numpy(single_windows(single_objects(fg, width), centres, window))[:, None]
+    return CutoutScene(image, plate(image, fg, 0.15 * width), fg, centres, win.to(device), fgw.to(device), crop, window,
+                       singles.to(device))
+
+
+def single_windows(singles: np.ndarray, centres: np.ndarray, side: int, soften: float = 1.0) -> np.ndarray:
+    """n side side float32: for each window centred on a single object (a label of `singles`) that lies wholly
+    inside it, that object's mask with a soft rim (blurred by `soften` px outside the object, so it blends like a
+    real border; the object is exactly the mask above 0.5); zeros for the other windows."""
+    out = np.zeros((len(centres), side, side), np.float32)
+    half = side // 2
+    boxes = {p.label: p.bbox for p in regionprops(singles)}
+    for i, (y, x) in enumerate(centres):
+        c = int(singles[y, x])
+        if c == 0:
+            continue
+        y0, x0, y1, x1 = boxes[c]
+        top, left = int(y) - half, int(x) - half
+        if y0 < top or x0 < left or y1 > top + side or x1 > left + side:
+            continue  # the object is cut by the window: no whole object to paste
+        m = np.zeros((side, side), np.float32)
+        m[y0 - top:y1 - top, x0 - left:x1 - left] = singles[y0:y1, x0:x1] == c
+        out[i] = np.maximum(m, cv2.GaussianBlur(m, (0, 0), soften)) if soften > 0 else m
+    return out
 
 
 class CompositeBatches:

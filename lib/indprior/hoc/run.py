@@ -136,7 +136,9 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
     batches = CompositeBatches(scene, cfg.batch_size, cfg.max_objects, cfg.seed, device)
     gan, events = fit_with_restarts(lambda s: new_gan(), out_dir / "gan", run_cfg, batches, cfg.gan_steps,
                                     sample_fn=_samples(batches), sample_every=cfg.sample_every, **common)
-    pool, record = factory_pool(gan, sc.width, sc.length)  # the factory pastes cut-outs that look like one object
+    singles = cfg.factory_singles == "all" or (cfg.factory_singles == "elongated" and sc.elongated)
+    pool, record = factory_pool(gan, sc.width, sc.length, singles=singles)  # cut-outs that look like one object,
+    # and (rods) cut-outs of lone objects with their own masks
     samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
                                                         device, pool, cfg.keep_layout), cfg.min_visible)
                 for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
@@ -144,14 +146,17 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
-                                  device: torch.device, resume: bool, progress: bool) -> Segmenter:
+                                  device: torch.device, resume: bool, progress: bool,
+                                  factory: dict[str, Any] | None = None) -> Segmenter:
     """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt), one member per sampler
     (`seg_members` > 1: a MeanSegmenter of them); a saved one is reused only when it was made from this very
-    generator, factory and architecture."""
+    generator, factory (`factory`: train_gan's record of its pool) and architecture."""
     seg_path = out_dir / "segmenter.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
                  "ghost_peak": cfg.ghost_peak,
-                 **({"seg_members": cfg.seg_members} if cfg.seg_members > 1 else {})}  # a saved one-member run matches
+                 **({"seg_members": cfg.seg_members} if cfg.seg_members > 1 else {}),  # a saved one-member run matches
+                 **({"factory_singles": True} if factory and "singles" in factory else {})}  # only where lone
+    # objects were pasted with their own masks (rods by default), so a saved run of round objects still matches
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
         return segmenter_from_saved(saved, cfg)
@@ -249,7 +254,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                           "the segmenter learns from all of them, masks over several objects included: touching "
                           "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
     seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
-                                        resume, progress)
+                                        resume, progress, factory=pool)
     if cfg.provider == "copypaste":
         facts["appearance_match"] = appearance_match(samplers[0], img, sc.stats.fg)
     return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
