@@ -157,7 +157,8 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     assert m == saved
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
     assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
-    assert pool["all_used"] == (pool["one_object"] < 5)
+    assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
+                                                                             else pool["one_object"])
     assert (tmp_path / "gan" / "checkpoint.pt").is_file() and (tmp_path / "segmenter.pt").is_file()
     # without GT: no GT-dependent keys
     m2 = run_hoc(smoke_cfg, image, tmp_path, progress=False)  # resumes: nothing is retrained

@@ -175,12 +175,12 @@ def test_the_factory_draws_only_cut_outs_that_look_like_one_object():
                ema=SimpleNamespace(module=None))
     keep, record = factory_pool(gan, width=2 * r, length=2 * r)
     assert keep.tolist() == [0, 1, 6, 7, 8, 9], keep  # two touching discs (3) are one blob but too long; 2, 4, 5 fail too
-    assert record == {"one_object": 6, "cutouts": 10, "all_used": False}
+    assert record == {"one_object": 6, "cutouts": 10, "all_used": False, "pool": 6}
     stack = stack[[0, 1, 2, 3, 4, 5, 6]]  # 3 of 7 look like one object, under MIN_POOL: the factory takes all
     gan.scene.n = 7
     assert one_object_cutouts(gan, width=2 * r, length=2 * r).tolist() == [0, 1, 6] and MIN_POOL == 5
     keep, record = factory_pool(gan, width=2 * r, length=2 * r)
-    assert keep.tolist() == list(range(7)) and record == {"one_object": 3, "cutouts": 7, "all_used": True}
+    assert keep.tolist() == list(range(7)) and record == {"one_object": 3, "cutouts": 7, "all_used": True, "pool": 7}
 
 
 def test_a_faint_mask_of_an_objects_shape_becomes_its_mask_and_an_empty_one_stays_empty():
@@ -334,9 +334,9 @@ def test_the_factory_pastes_lone_objects_with_their_own_mask():
     gan.use_single_masks = lambda: CopyPasteGAN.use_single_masks(gan)
     keep, record = factory_pool(gan, width=2 * r, length=2 * r, singles=True)
     assert keep.tolist() == [0, 1, 2, 3, 4]  # the GAN's one object + the lone ones; 5 (empty mask) is left out
-    assert record == {"one_object": 1, "cutouts": 6, "singles": 4, "all_used": False}
+    assert record == {"one_object": 1, "cutouts": 6, "singles": 4, "all_used": False, "pool": 5}
     assert torch.equal(gan._ema_masks[1], singles[1]) and torch.equal(gan._ema_masks[0], ema[0])  # the cluster mask
     # of cut-out 1 is replaced by its object's; cut-out 0 keeps the GAN's
     gan._ema_masks = ema.clone()
     keep, record = factory_pool(gan, width=2 * r, length=2 * r)  # singles off: as before
-    assert record == {"one_object": 1, "cutouts": 6, "all_used": True} and torch.equal(gan._ema_masks, ema)
+    assert record == {"one_object": 1, "cutouts": 6, "all_used": True, "pool": 6} and torch.equal(gan._ema_masks, ema)

@@ -189,7 +189,8 @@ def factory_pool(gan: CopyPasteGAN, width: float, length: float, tolerance: floa
     """The cut-outs the labelled-data factory draws from: those whose EMA mask looks like one object
     (`one_object_cutouts`), with `singles` also those centred on an isolated single object, pasted with that
     object's own mask (`CopyPasteGAN.use_single_masks`); all cut-outs when fewer than `MIN_POOL` qualify. And the
-    record of it for metrics.json: {"one_object", "cutouts", "all_used"} (+ "singles" when used)."""
+    record of it for metrics.json: {"one_object", "cutouts", "all_used", "pool"} (+ "singles" when used; "pool":
+    how many cut-outs the factory draws from)."""
     keep = one_object_cutouts(gan, width, length, tolerance)  # judged on the GAN's own masks
     record: dict[str, int | bool] = {"one_object": len(keep), "cutouts": gan.scene.n}
     if singles:
@@ -197,7 +198,9 @@ def factory_pool(gan: CopyPasteGAN, width: float, length: float, tolerance: floa
         keep = np.union1d(keep, alone)
         record["singles"] = len(alone)
     record["all_used"] = all_used = len(keep) < MIN_POOL
-    return (np.arange(gan.scene.n) if all_used else keep), record
+    pool = np.arange(gan.scene.n) if all_used else keep
+    record["pool"] = len(pool)
+    return pool, record
 
 
 def composite_sampler(gan: CopyPasteGAN, batches: CompositeBatches, min_visible: float, start: int = 10**6):

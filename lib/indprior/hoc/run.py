@@ -121,7 +121,7 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
               resume: bool, progress: bool) -> tuple[Any, list[Any], list[dict[str, Any]], dict[str, Any] | None]:
     """The GAN in out_dir/gan, restarted from a new seed when it collapses. Returns (method, one sampler of
     labelled composites per segmenter member (`seg_members`; each its own draws), collapse events, the copy-paste
-    factory's pool: {"one_object", "cutouts", "all_used"}, None for the generative provider)."""
+    factory's pool: `copypaste.factory_pool`'s record, None for the generative provider)."""
     common = dict(seed=cfg.seed, collapse_reason=lambda h: collapse_reason(cfg, h),
                   check_every=cfg.collapse_check_every, check_until=cfg.collapse_until,
                   max_restarts=cfg.max_restarts, resume=resume, name="HOC GAN", log_every=cfg.log_every,
@@ -250,7 +250,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     if pool is not None:
         facts["factory_pool"] = pool  # how many cut-outs the segmenter's composites were drawn from
         if pool["all_used"]:
-            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object, so "
+            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object"
+                          f"{' (with the lone objects: too few)' if 'singles' in pool else ''}, so "
                           "the segmenter learns from all of them, masks over several objects included: touching "
                           "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
     seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
