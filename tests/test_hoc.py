@@ -179,9 +179,9 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     log = [json.loads(line) for line in (tmp_path / "segmenter_log.jsonl").read_text().splitlines()]
     assert sorted({r["member"] for r in log}) == [0, 1] and len(log) == 2 * members.seg_steps
     seg = (tmp_path / "segmenter.pt").read_bytes()  # round objects: lone ones are pasted with their own mask only
-    m3 = run_hoc(dataclasses.replace(members, factory_singles="all"), image, tmp_path, progress=False)  # when asked
-    assert "singles" not in saved["factory_pool"] and 0 <= m3["factory_pool"]["singles"] <= m3["factory_pool"]["cutouts"]
-    assert (tmp_path / "gan/checkpoint.pt").read_bytes() == gan and (tmp_path / "segmenter.pt").read_bytes() != seg
+    m3 = run_hoc(dataclasses.replace(members, factory_singles="all"), image, tmp_path, progress=False)  # when asked;
+    assert "singles" not in saved["factory_pool"] and m3["factory_pool"]["singles"] == 0  # this photo has none, so
+    assert (tmp_path / "segmenter.pt").read_bytes() == seg  # the factory is the same and nothing is trained again
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

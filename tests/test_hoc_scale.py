@@ -340,3 +340,18 @@ def test_the_factory_pastes_lone_objects_with_their_own_mask():
     gan._ema_masks = ema.clone()
     keep, record = factory_pool(gan, width=2 * r, length=2 * r)  # singles off: as before
     assert record == {"one_object": 1, "cutouts": 6, "all_used": True, "pool": 6} and torch.equal(gan._ema_masks, ema)
+
+
+def test_a_scene_gives_lone_objects_their_own_masks_in_its_windows():
+    from indprior.hoc.cutouts import _windows, make_scene
+    yy, xx = np.mgrid[:96, :128]
+    disc = lambda cy, cx, rad=7: (yy - cy) ** 2 + (xx - cx) ** 2 <= rad ** 2  # noqa: E731
+    fg = disc(20, 20) | disc(70, 100) | disc(60, 30) | disc(60, 43)  # two lone discs, a touching pair
+    image = np.where(fg[..., None], 220, 30).astype(np.uint8).repeat(3, 2)
+    scene = make_scene(image, fg, width=14.0, length=14.0, window=24, crop=48)
+    lone = scene.single_indices()
+    assert sorted(map(tuple, scene.centres[lone])) == [(20, 20), (70, 100)]  # the two lone discs, not the pair
+    masks = scene.singles[:, 0].numpy() > 0.5
+    assert not np.delete(masks, lone, 0).any()
+    inside = _windows(fg[..., None].astype(np.uint8), scene.centres, 24)[..., 0] > 0
+    assert np.array_equal(masks[lone], inside[lone])  # aligned with the cut-out: exactly the object's pixels

@@ -21,7 +21,8 @@ class HOCConfig:
     # elongated objects with area_min (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles"})  # seg_*: the segmenter alone, trained after the GAN
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles"})  # ghost_peak, seg_*,
+    # factory_singles: the labelled-data factory and the segmenter alone, made after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"

@@ -191,7 +191,8 @@ def factory_pool(gan: CopyPasteGAN, width: float, length: float, tolerance: floa
     object's own mask (`CopyPasteGAN.use_single_masks`); all cut-outs when fewer than `MIN_POOL` qualify. And the
     record of it for metrics.json: {"one_object", "cutouts", "all_used", "pool"} (+ "singles" when used; "pool":
     how many cut-outs the factory draws from)."""
-    keep = one_object_cutouts(gan, width, length, tolerance)  # judged on the GAN's own masks
+    keep = one_object_cutouts(gan, width, length, tolerance)  # judged on the GAN's own masks: before they are
+    # replaced for the lone objects (a second call would judge those)
     record: dict[str, int | bool] = {"one_object": len(keep), "cutouts": gan.scene.n}
     if singles:
         alone = gan.use_single_masks()

@@ -66,8 +66,9 @@ class CutoutScene:
     fg_windows: torch.Tensor  # n 1 P P float: the (grown) foreground in each window; a mask never leaves it
     crop: int
     window: int
-    singles: torch.Tensor | None = None  # n 1 P P float: the isolated single object (`scale.single_objects`) a
-    # window is centred on, softened at its border; all zero where a window's centre is on no whole single object
+    singles: torch.Tensor | None = None  # n 1 P P float: the lone object (`scale.single_objects`) a window is
+    # centred on, with a soft rim (which may reach a pixel or two past fg_windows); all zero unless the window is
+    # centred on a lone object that lies wholly inside it
 
     @property
     def n(self) -> int:
@@ -96,9 +97,9 @@ def make_scene(image: np.ndarray, fg: np.ndarray, width: float, length: float, w
 
 
 def single_windows(singles: np.ndarray, centres: np.ndarray, side: int, soften: float = 1.0) -> np.ndarray:
-    """n side side float32: for each window centred on a single object (a label of `singles`) that lies wholly
+    """n side side float32: for each window centred on a lone object (a label of `singles`) that lies wholly
     inside it, that object's mask with a soft rim (blurred by `soften` px outside the object, so it blends like a
-    real border; the object is exactly the mask above 0.5); zeros for the other windows."""
+    real border; the mask above 0.5 is the object, give or take a pixel in a notch); zeros for the other windows."""
     out = np.zeros((len(centres), side, side), np.float32)
     half = side // 2
     boxes = {p.label: p.bbox for p in regionprops(singles)}

@@ -155,7 +155,7 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
                  "ghost_peak": cfg.ghost_peak,
                  **({"seg_members": cfg.seg_members} if cfg.seg_members > 1 else {}),  # a saved one-member run matches
-                 **({"factory_singles": True} if factory and "singles" in factory else {})}  # only where lone
+                 **({"factory_singles": True} if factory and factory.get("singles") else {})}  # only where lone
     # objects were pasted with their own masks (rods by default), so a saved run of round objects still matches
     saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
     if saved is not None and saved.get("made_from") == made_from:
@@ -250,8 +250,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     if pool is not None:
         facts["factory_pool"] = pool  # how many cut-outs the segmenter's composites were drawn from
         if pool["all_used"]:
-            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object"
-                          f"{' (with the lone objects: too few)' if 'singles' in pool else ''}, so "
+            lone = f" and {pool['singles']} are lone objects" if pool.get("singles") else ""
+            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object{lone}, so "
                           "the segmenter learns from all of them, masks over several objects included: touching "
                           "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
     seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
