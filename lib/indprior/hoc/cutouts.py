@@ -66,7 +66,7 @@ class CutoutScene:
     fg_windows: torch.Tensor  # n 1 P P float: the (grown) foreground in each window; a mask never leaves it
     crop: int
     window: int
-    singles: torch.Tensor | None = None  # n 1 P P float: the lone object (`scale.single_objects`) a window is
+    singles: torch.Tensor  # n 1 P P float: the lone object (`scale.single_objects`) a window is
     # centred on, with a soft rim (which may reach a pixel or two past fg_windows); all zero unless the window is
     # centred on a lone object that lies wholly inside it
 
@@ -75,9 +75,7 @@ class CutoutScene:
         return len(self.centres)
 
     def single_indices(self) -> np.ndarray:
-        """The cut-outs centred on a whole isolated single object (their `singles` mask is not empty)."""
-        if self.singles is None:
-            return np.zeros(0, np.int64)
+        """The cut-outs centred on a whole lone object (their `singles` mask is not empty)."""
         return np.nonzero(self.singles.flatten(1).amax(1).cpu().numpy() > 0)[0]
 
 
