@@ -160,11 +160,23 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
                                                                              else pool["one_object"])
     assert (tmp_path / "gan" / "checkpoint.pt").is_file() and (tmp_path / "segmenter.pt").is_file()
+    again = saved["second_round"]  # round objects: the factory's second round, from the first segmenter's instances
+    assert again["candidates"] == pool["cutouts"] and again["cutouts"] >= 2 and "singles" in again
+    first, final = (torch.load(tmp_path / f, weights_only=True) for f in ("segmenter_round1.pt", "segmenter.pt"))
+    assert final["made_from"] == {**first["made_from"], "second_round": True, "factory_singles": True} or (
+        final["made_from"] == {**first["made_from"], "second_round": True} and not again["singles"])
+    files = {f: (tmp_path / f).read_bytes() for f in ("gan/checkpoint.pt", "segmenter_round1.pt", "segmenter.pt")}
     # without GT: no GT-dependent keys
     m2 = run_hoc(smoke_cfg, image, tmp_path, progress=False)  # resumes: nothing is retrained
-    assert "ap50" not in m2 and "count_gt" not in m2["baseline_watershed"]
+    assert "ap50" not in m2 and "count_gt" not in m2["baseline_watershed"] and m2["second_round"] == again
+    assert all((tmp_path / f).read_bytes() == b for f, b in files.items())
+    one_round = dataclasses.replace(smoke_cfg, second_round="none")
+    run_hoc(one_round, image, tmp_path, progress=False)  # one round: the saved first segmenter is the final one
+    assert (tmp_path / "segmenter.pt").read_bytes() != files["segmenter.pt"]
+    assert torch.load(tmp_path / "segmenter.pt", weights_only=True)["made_from"] == first["made_from"]
+    assert (tmp_path / "segmenter_round1.pt").read_bytes() == files["segmenter_round1.pt"]
     gan, seg = ((tmp_path / f).read_bytes() for f in ("gan/checkpoint.pt", "segmenter.pt"))
-    deeper = dataclasses.replace(smoke_cfg, seg_levels=smoke_cfg.seg_levels + 1, seg_steps=smoke_cfg.seg_steps + 2)
+    deeper = dataclasses.replace(one_round, seg_levels=smoke_cfg.seg_levels + 1, seg_steps=smoke_cfg.seg_steps + 2)
     run_hoc(deeper, image, tmp_path, progress=False)  # the segmenter alone is trained again, the GAN is kept
     assert (tmp_path / "gan/checkpoint.pt").read_bytes() == gan and (tmp_path / "segmenter.pt").read_bytes() != seg
     assert len(load_segmenter(tmp_path, deeper).down) == deeper.seg_levels

@@ -355,3 +355,60 @@ def test_a_scene_gives_lone_objects_their_own_masks_in_its_windows():
     assert not np.delete(masks, lone, 0).any()
     inside = _windows(fg[..., None].astype(np.uint8), scene.centres, 24)[..., 0] > 0
     assert np.array_equal(masks[lone], inside[lone])  # aligned with the cut-out: exactly the object's pixels
+
+
+def test_the_second_round_centres_cut_outs_on_the_instances_and_keeps_candidates_they_missed():
+    from indprior.hoc.cutouts import instance_centres
+    labels = np.zeros((60, 80), np.int32)
+    labels[10:21, 10:21] = 1  # a square: centroid (15, 15)
+    labels[30:41, 50:61] = 2  # centroid (35, 55)
+    labels[45:56, 5:16] = 3
+    labels[48:53, 8:13] = 0  # a ring: its centroid (50, 10) lies in its hole, outside the foreground
+    fg = labels > 0
+    old = np.array([[15, 16], [35, 55], [5, 70]])  # two in instances, one that no instance holds
+    assert instance_centres(labels, fg, old).tolist() == [[15, 15], [35, 55], [5, 70]]
+    assert instance_centres(np.zeros_like(labels), fg, old).tolist() == old.tolist()  # none found: the candidates
+
+
+def test_only_instances_that_look_like_one_object_are_pasted_with_their_own_mask():
+    from indprior.hoc.cutouts import _windows, make_scene, one_object_instances
+    yy, xx = np.mgrid[:96, :128]
+    disc = lambda cy, cx, rad=7: (yy - cy) ** 2 + (xx - cx) ** 2 <= rad ** 2  # noqa: E731
+    labels = np.zeros((96, 128), np.int32)
+    labels[disc(20, 20)] = 1  # one object
+    labels[disc(60, 30) | disc(60, 43)] = 2  # two touching objects as one instance: not convex
+    labels[disc(20, 90, 3)] = 3  # a speck: too small
+    labels[disc(70, 100, 13)] = 4  # convex, but 3.4 x a typical object's area
+    labels[disc(50, 100, 8)] = 5  # a bigger one of the same kind (1.3 x the area), touching 4
+    labels[disc(20, 33) & (labels == 0)] = 6  # one object touching 1, so no object stands alone in the foreground
+    objects = one_object_instances(labels, width=14.0, length=14.0)
+    assert sorted(np.unique(objects[objects > 0]).tolist()) == [1, 5, 6] and np.array_equal(objects == 1, labels == 1)
+    fg = labels > 0
+    image = np.where(fg[..., None], 220, 30).astype(np.uint8).repeat(3, 2)
+    centres = np.array([[20, 20], [60, 36], [50, 100], [70, 100]])
+    scene = make_scene(image, fg, width=14.0, length=14.0, window=24, crop=48, centres=centres)
+    assert scene.centres.tolist() == centres.tolist() and scene.n == 4 and not scene.single_indices().size
+    again = scene.with_objects(objects)
+    assert again.single_indices().tolist() == [0, 2] and not scene.single_indices().size  # a new scene
+    inside = _windows(labels[..., None], centres, 24)[..., 0]
+    masks = again.singles[:, 0].numpy() > 0.5
+    assert np.array_equal(masks[0], inside[0] == 1) and np.array_equal(masks[2], inside[2] == 5)
+
+
+def test_a_gan_on_another_scene_gives_the_same_masks_for_the_same_windows():
+    from indprior.hoc.copypaste import CopyPasteGAN
+    from indprior.hoc.cutouts import make_scene
+    image, _ = blobs(8.0, 12, size=160)
+    fg = foreground(image)
+    cfg = make_config(HOCConfig, "smoke", device="cpu")
+    scene = make_scene(image, fg, 16.0, 16.0, 24, 48)
+    gan = CopyPasteGAN(cfg, scene, 0.3, "cpu", 16.0)
+    with torch.no_grad():
+        for p in gan.ema.module.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a trained net is not the fresh one
+    other = gan.on_scene(make_scene(image, fg, 16.0, 16.0, 24, 48, centres=scene.centres[::-1].copy()))
+    idx = torch.arange(scene.n)
+    with torch.no_grad():
+        mine, theirs = gan.masks(idx, gan.ema.module)[1], other.masks(idx.flip(0), other.ema.module)[1]
+    assert torch.allclose(mine, theirs, atol=1e-5) and mine.amax() > 0
+    assert other.mask_net is not gan.mask_net and other.scene is not scene

@@ -21,8 +21,9 @@ class HOCConfig:
     # elongated objects with area_min (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
-         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles"})  # ghost_peak, seg_*,
-    # factory_singles: the labelled-data factory and the segmenter alone, made after the GAN
+         "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles",
+         "second_round"})  # ghost_peak, seg_*, factory_singles, second_round: the labelled-data factory and the
+    # segmenter alone, made after the GAN
     # (run.train_segmenter_on_composites trains it again when they change; bench/hoc_suite.py --refit)
 
     profile: str = "cpu"
@@ -57,6 +58,10 @@ class HOCConfig:
     factory_singles: str = "elongated"  # copypaste, the labelled-data factory: paste the cut-outs centred on an
     # isolated single object with that object's own foreground mask, not the GAN's ("elongated": rods and grains
     # only, "all", "none"). On dim, crowded rods the GAN's masks took pieces of neighbours (docs/method.md, session 20)
+    second_round: str = "round"  # copypaste: the labelled-data factory's second round. The first segmenter's
+    # instances become the cut-outs' centres (in dense photos the candidates miss up to half of the objects), those that
+    # look like one object are pasted with their own masks, and the segmenter is trained again ("round": photos of
+    # round objects, "all", "none"). Touching stones of different sizes merged less (docs/method.md, session 21)
     mask_base: int = 16  # copypaste: the mask net's U-Net width and depth
     mask_levels: int = 3
     area_min: float = 0.7  # copypaste: the area penalty bites above this fraction of a typical object's area
@@ -117,6 +122,7 @@ class HOCConfig:
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)
         C.check_choice(self, "factory_singles", ("elongated", "all", "none"))
+        C.check_choice(self, "second_round", ("round", "all", "none"))
         check_diffaug(self)
         if self.area_min_elongated is not None and not self.area_min_elongated >= 0:
             raise C.ConfigError(f"HOCConfig.area_min_elongated={self.area_min_elongated!r}: expected None (as area_min) "

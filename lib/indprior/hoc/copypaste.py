@@ -52,6 +52,15 @@ class CopyPasteGAN:
         self.amp = autocast_enabled(self.device, cfg.amp, cfg.amp_cpu)
         self._ema_masks: torch.Tensor | None = None  # cache_ema_masks
 
+    def on_scene(self, scene: CutoutScene) -> CopyPasteGAN:
+        """A copy of this GAN (mask nets with its weights; a fresh critic) drawing from another scene of the same
+        photo: the labelled-data factory's second round cuts its windows around other centres."""
+        other = CopyPasteGAN(self.cfg, scene, self.obj_frac, self.device, elongated=False)
+        other.area_min, other.prior = self.area_min, self.prior  # the same masks as this GAN's, window for window
+        other.mask_net.load_state_dict(self.mask_net.state_dict())
+        other.ema.module.load_state_dict(self.ema.module.state_dict())
+        return other
+
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"mask_net": self.mask_net, "D": self.D, "mask_net_ema": self.ema.module}
 

@@ -11,6 +11,7 @@ which object stands at each place is drawn independently (the independence prior
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -78,11 +79,18 @@ class CutoutScene:
         """The cut-outs centred on a whole lone object (their `singles` mask is not empty)."""
         return np.nonzero(self.singles.flatten(1).amax(1).cpu().numpy() > 0)[0]
 
+    def with_objects(self, objects: np.ndarray) -> CutoutScene:
+        """This scene where the windows centred on a whole object of the label map `objects` (rescaled photo) also
+        carry that object's mask in `singles`, as the lone objects do (`single_windows`)."""
+        extra = torch.from_numpy(single_windows(objects, self.centres, self.window))[:, None]
+        return dataclasses.replace(self, singles=torch.maximum(self.singles, extra.to(self.singles.device)))
+
 
 def make_scene(image: np.ndarray, fg: np.ndarray, width: float, length: float, window: int, crop: int,
-               device: torch.device | str = "cpu") -> CutoutScene:
-    """Candidates, plate and cut-out windows of the rescaled photo (typical object width and length, px)."""
-    centres = candidates(fg, width, length)
+               device: torch.device | str = "cpu", centres: np.ndarray | None = None) -> CutoutScene:
+    """Candidates (or the given `centres`, n 2 int), plate and cut-out windows of the rescaled photo (typical object
+    width and length, px)."""
+    centres = candidates(fg, width, length) if centres is None else np.asarray(centres, np.int64).reshape(-1, 2)
     if len(centres) < 2:
         raise ValueError(f"found {len(centres)} object candidate(s) in the foreground; a cluster photo has many")
     grow = max(1, int(round(0.1 * width)))
@@ -113,6 +121,28 @@ def single_windows(singles: np.ndarray, centres: np.ndarray, side: int, soften: 
         m[y0 - top:y1 - top, x0 - left:x1 - left] = singles[y0:y1, x0:x1] == c
         out[i] = np.maximum(m, cv2.GaussianBlur(m, (0, 0), soften)) if soften > 0 else m
     return out
+
+
+def instance_centres(labels: np.ndarray, fg: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """n 2 int: the centroid of every instance of `labels` that lies in the foreground `fg`, then the centres `old`
+    that fall in no instance (objects the instances missed keep their candidate)."""
+    props = regionprops(labels.astype(np.int32))
+    new = np.array([np.rint(p.centroid) for p in props], np.int64).reshape(-1, 2)
+    new = new[fg[new[:, 0], new[:, 1]]]
+    old = np.asarray(old, np.int64).reshape(-1, 2)
+    return np.concatenate([new, old[labels[old[:, 0], old[:, 1]] == 0]])
+
+
+def one_object_instances(labels: np.ndarray, width: float, length: float, tolerance: float = 1.5,
+                         solidity: float = 0.9) -> np.ndarray:
+    """The instances of `labels` that look like one object: convex (solidity >= `solidity`) and of a typical
+    object's area (an ellipse `width` x `length`) within 1 / tolerance^2 .. tolerance of it, as the factory's
+    one-object cut-outs (`copypaste.one_object_cutouts`). Label map (int32, 0 elsewhere)."""
+    typical = np.pi / 4 * width * length
+    keep = np.zeros(int(labels.max()) + 1, bool)
+    for p in regionprops(labels.astype(np.int32)):
+        keep[p.label] = p.solidity >= solidity and tolerance**-2 <= p.area / typical <= tolerance
+    return np.where(keep[labels], labels, 0).astype(np.int32)
 
 
 class CompositeBatches:

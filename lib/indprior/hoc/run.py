@@ -3,7 +3,8 @@
 `run_hoc` is a sequence of named stages (`measure_scale`, `train_gan`, `train_segmenter_on_composites`,
 `segment_photo`), each resumable from the files it leaves in `out_dir`. Outputs: instances.png (uint16, the
 photo's size, 0 = background), overlay.png, image.png (the photo), run.json (what `segment` needs to apply the
-run to other photos), segmenter.pt, segmenter_log.jsonl, gan/ (checkpoint, log, samples) and metrics.json,
+run to other photos), segmenter.pt, segmenter_log.jsonl (the first round's: segmenter_round1.pt, ..._log.jsonl, when
+the factory runs a second round), gan/ (checkpoint, log, samples) and metrics.json,
 written last, whose "status" says "ok" or "failed" with the reason and advice. A failed run leaves no
 instances.png: an empty label map is never presented as a result.
 """
@@ -31,11 +32,11 @@ from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_lab
 from ..viz import overlay_instances
 from .config import HOCConfig
 from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
-from .cutouts import CompositeBatches, make_scene
+from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_instances
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import PhotoStats, is_elongated, photo_stats
-from .segment import rescale_for, segment_photo, segmenter_from_saved
+from .segment import rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 
@@ -139,38 +140,73 @@ def train_gan(cfg: HOCConfig, sc: Scale, run_cfg: dict[str, Any], out_dir: Path,
     singles = cfg.factory_singles == "all" or (cfg.factory_singles == "elongated" and sc.elongated)
     pool, record = factory_pool(gan, sc.width, sc.length, singles=singles)  # cut-outs that look like one object,
     # and (rods) cut-outs of lone objects with their own masks
-    samplers = [composite_sampler(gan, CompositeBatches(scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
-                                                        device, pool, cfg.keep_layout), cfg.min_visible)
-                for i in range(cfg.seg_members)]  # member 0 draws what a one-member run always drew
-    return gan, samplers, events, record
+    return gan, factory_samplers(cfg, gan, pool, device), events, record
+
+
+def factory_samplers(cfg: HOCConfig, gan: CopyPasteGAN, pool: np.ndarray, device: torch.device) -> list[Any]:
+    """One sampler of labelled composites per segmenter member, drawn from the cut-outs `pool` of the GAN's scene
+    (member 0 draws what a one-member run always drew)."""
+    return [composite_sampler(gan, CompositeBatches(gan.scene, cfg.seg_batch, cfg.max_objects, cfg.seed + 1 + 1000 * i,
+                                                    device, pool, cfg.keep_layout), cfg.min_visible)
+            for i in range(cfg.seg_members)]
+
+
+def second_round(cfg: HOCConfig, sc: Scale, gan: CopyPasteGAN, seg: Segmenter,
+                 device: torch.device) -> tuple[list[Any], dict[str, Any]]:
+    """The labelled-data factory again, from what the first segmenter found: its instances' centroids become the
+    cut-outs' centres (with the candidates that fell in no instance), the GAN's mask net gives their masks, and
+    the windows centred on an instance that looks like one object (`cutouts.one_object_instances`) carry that
+    instance's mask, as lone objects do. In dense photos the foreground's candidates miss up to half of the
+    objects, so the factory had few cut-outs and sparse layouts (docs/method.md, session 21). Returns (samplers,
+    the record for metrics.json: the round's pool, and how many instances and centres it started from)."""
+    labels, _ = segment_rescaled(seg, sc.crops.image, cfg, device, sc.length, width=sc.width)
+    fg = _fg_rescaled(sc)
+    centres = instance_centres(labels, fg, gan.scene.centres)  # >= the candidates in no instance: a photo has >= 2
+    scene = make_scene(sc.crops.image, fg, sc.width, sc.length, sc.window, sc.crop, device, centres=centres)
+    scene = scene.with_objects(one_object_instances(labels, sc.width, sc.length))
+    gan2 = gan.on_scene(scene)
+    pool, record = factory_pool(gan2, sc.width, sc.length, singles=True)
+    record.update(instances=int(labels.max()), candidates=int(gan.scene.n))
+    return factory_samplers(cfg, gan2, pool, device), record
 
 
 def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step: Any, out_dir: Path,
                                   device: torch.device, resume: bool, progress: bool,
-                                  factory: dict[str, Any] | None = None) -> Segmenter:
+                                  factory: dict[str, Any] | None = None, second: bool = False,
+                                  name: str = "segmenter") -> Segmenter:
     """The SISeg segmenter trained on the GAN's labelled composites (out_dir/segmenter.pt), one member per sampler
     (`seg_members` > 1: a MeanSegmenter of them); a saved one is reused only when it was made from this very
-    generator, factory (`factory`: train_gan's record of its pool) and architecture."""
-    seg_path = out_dir / "segmenter.pt"
+    generator, factory (`factory`: train_gan's record of its pool) and architecture. `second`: the segmenter of
+    the factory's second round (`second_round`), seeded apart from the first. Saved as out_dir/<name>.pt, its
+    training log as <name>_log.jsonl."""
+    seg_path = out_dir / f"{name}.pt"
     made_from = {"gan": gan_step, "seg_steps": cfg.seg_steps, "seg_base": cfg.seg_base, "seg_levels": cfg.seg_levels,
                  "ghost_peak": cfg.ghost_peak,
                  **({"seg_members": cfg.seg_members} if cfg.seg_members > 1 else {}),  # a saved one-member run matches
-                 **({"factory_singles": True} if factory and factory.get("singles") else {})}  # only where lone
-    # objects were pasted with their own masks (rods by default), so a saved run of round objects still matches
-    saved = torch.load(seg_path, map_location="cpu", weights_only=True) if resume and seg_path.is_file() else None
-    if saved is not None and saved.get("made_from") == made_from:
-        return segmenter_from_saved(saved, cfg)
+                 **({"factory_singles": True} if factory and factory.get("singles") else {}),  # only where lone
+                 # objects were pasted with their own masks (rods by default), so a saved run of round objects
+                 **({"second_round": True} if second else {})}  # still matches
+    other = "segmenter" if name != "segmenter" else "segmenter_round1"  # the first segmenter is saved as one or the
+    for path in (seg_path, out_dir / f"{other}.pt"):  # other, as a second round followed it or not
+        saved = torch.load(path, map_location="cpu", weights_only=True) if resume and path.is_file() else None
+        if saved is not None and saved.get("made_from") == made_from:
+            if path != seg_path:
+                atomic_write_bytes(seg_path, lambda f, s=saved: torch.save(s, f))
+                if (out_dir / f"{other}_log.jsonl").is_file():
+                    log = (out_dir / f"{other}_log.jsonl").read_bytes()
+                    atomic_write_bytes(out_dir / f"{name}_log.jsonl", lambda f, b=log: f.write(b))
+            return segmenter_from_saved(saved, cfg)
     members, hist = [], []
     for i, sampler in enumerate(samplers):
         seg = InstanceSegmenter(cfg.seg_base, cfg.seg_levels)
-        torch.manual_seed(cfg.seed + i)
+        torch.manual_seed(cfg.seed + i + (31 if second else 0))
         rows = train_segmenter(seg, sampler, cfg.seg_steps, cfg.seg_batch, cfg.seg_lr, device, progress)
         members.append(seg)
         hist += [{**r, "member": i} for r in rows] if len(samplers) > 1 else rows
     states = [m.state_dict() for m in members]
     atomic_write_bytes(seg_path, lambda f: torch.save({"state": states[0], "made_from": made_from,
                                                        **({"members": states[1:]} if len(states) > 1 else {})}, f))
-    write_jsonl(out_dir / "segmenter_log.jsonl", hist)
+    write_jsonl(out_dir / f"{name}_log.jsonl", hist)
     return combine(members)
 
 
@@ -254,10 +290,16 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
             warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object{lone}, so "
                           "the segmenter learns from all of them, masks over several objects included: touching "
                           "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
-    seg = train_segmenter_on_composites(cfg, samplers, [cfg.seed, len(events), cfg.gan_steps], out_dir, device,
-                                        resume, progress, factory=pool)
+    gan_step = [cfg.seed, len(events), cfg.gan_steps]
+    again = cfg.provider == "copypaste" and (cfg.second_round == "all" or (cfg.second_round == "round" and not sc.elongated))
+    seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress, factory=pool,
+                                        name="segmenter_round1" if again else "segmenter")
     if cfg.provider == "copypaste":
         facts["appearance_match"] = appearance_match(samplers[0], img, sc.stats.fg)
+    if again:
+        samplers, facts["second_round"] = second_round(cfg, sc, gan, seg, device)
+        seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
+                                            factory=facts["second_round"], second=True)
     return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
 
 
