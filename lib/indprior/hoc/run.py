@@ -152,16 +152,19 @@ def factory_samplers(cfg: HOCConfig, gan: CopyPasteGAN, pool: np.ndarray, device
 
 
 def second_round(cfg: HOCConfig, sc: Scale, gan: CopyPasteGAN, seg: Segmenter,
-                 device: torch.device) -> tuple[list[Any], dict[str, Any]]:
+                 device: torch.device) -> tuple[list[Any] | None, dict[str, Any]]:
     """The labelled-data factory again, from what the first segmenter found: its instances' centroids become the
     cut-outs' centres (with the candidates that fell in no instance), the GAN's mask net gives their masks, and
     the windows centred on an instance that looks like one object (`cutouts.one_object_instances`) carry that
     instance's mask, as lone objects do. In dense photos the foreground's candidates miss up to half of the
     objects, so the factory had few cut-outs and sparse layouts (docs/method.md, session 21). Returns (samplers,
-    the record for metrics.json: the round's pool, and how many instances and centres it started from)."""
+    the record for metrics.json: the round's pool, and how many instances and centres it started from); samplers
+    None (and the record says why) when the instances give fewer than 2 centres."""
     labels, _ = segment_rescaled(seg, sc.crops.image, cfg, device, sc.length, width=sc.width)
     fg = _fg_rescaled(sc)
-    centres = instance_centres(labels, fg, gan.scene.centres)  # >= the candidates in no instance: a photo has >= 2
+    centres = instance_centres(labels, fg, gan.scene.centres)
+    if len(centres) < 2:  # one instance over every candidate, its centroid off the foreground: no second round
+        return None, {"skipped": f"the first segmenter's {int(labels.max())} instance(s) give {len(centres)} centre(s)"}
     scene = make_scene(sc.crops.image, fg, sc.width, sc.length, sc.window, sc.crop, device, centres=centres)
     scene = scene.with_objects(one_object_instances(labels, sc.width, sc.length))
     gan2 = gan.on_scene(scene)
@@ -298,6 +301,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         facts["appearance_match"] = appearance_match(samplers[0], img, sc.stats.fg)
     if again:
         samplers, facts["second_round"] = second_round(cfg, sc, gan, seg, device)
+    if again and samplers is not None:
         seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
                                             factory=facts["second_round"], second=True)
     return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
