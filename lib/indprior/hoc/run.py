@@ -301,7 +301,10 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         facts["appearance_match"] = appearance_match(samplers[0], img, sc.stats.fg)
     if again:
         samplers, facts["second_round"] = second_round(cfg, sc, gan, seg, device)
-    if again and samplers is not None:
+    if again and samplers is None:  # skipped: the first segmenter is the final one (segment_with_run reads it)
+        first = (out_dir / "segmenter_round1.pt").read_bytes()
+        atomic_write_bytes(out_dir / "segmenter.pt", lambda f: f.write(first))
+    elif again:
         seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
                                             factory=facts["second_round"], second=True)
     return segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
