@@ -205,3 +205,13 @@ def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, s
     with pytest.raises(DataError, match=r"gt_instances.*96x96"):
         run_hoc(smoke_cfg, image, tmp_path / "out", np.zeros((80, 90), np.uint16), progress=False)
     assert not (tmp_path / "out" / "gan").exists()  # failed before any training
+
+
+def test_a_second_round_without_centres_is_skipped_and_keeps_the_first_segmenter(tmp_path, smoke_cfg, monkeypatch):
+    import indprior.hoc.run as hoc_run
+    image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    monkeypatch.setattr(hoc_run, "instance_centres", lambda labels, fg, old: np.zeros((0, 2), np.int64))
+    m = run_hoc(smoke_cfg, image, tmp_path, gt, progress=False)
+    assert "skipped" in m["second_round"] and "0 centre(s)" in m["second_round"]["skipped"]
+    assert (tmp_path / "segmenter.pt").read_bytes() == (tmp_path / "segmenter_round1.pt").read_bytes()
+    assert "second_round" not in torch.load(tmp_path / "segmenter.pt", weights_only=True)["made_from"]
