@@ -214,4 +214,5 @@ def test_a_second_round_without_centres_is_skipped_and_keeps_the_first_segmenter
     m = run_hoc(smoke_cfg, image, tmp_path, gt, progress=False)
     assert "skipped" in m["second_round"] and "0 centre(s)" in m["second_round"]["skipped"]
     assert (tmp_path / "segmenter.pt").read_bytes() == (tmp_path / "segmenter_round1.pt").read_bytes()
+    assert (tmp_path / "segmenter_log.jsonl").read_bytes() == (tmp_path / "segmenter_round1_log.jsonl").read_bytes()
     assert "second_round" not in torch.load(tmp_path / "segmenter.pt", weights_only=True)["made_from"]

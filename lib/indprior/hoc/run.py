@@ -194,10 +194,7 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
         saved = torch.load(path, map_location="cpu", weights_only=True) if resume and path.is_file() else None
         if saved is not None and saved.get("made_from") == made_from:
             if path != seg_path:
-                atomic_write_bytes(seg_path, lambda f, s=saved: torch.save(s, f))
-                if (out_dir / f"{other}_log.jsonl").is_file():
-                    log = (out_dir / f"{other}_log.jsonl").read_bytes()
-                    atomic_write_bytes(out_dir / f"{name}_log.jsonl", lambda f, b=log: f.write(b))
+                copy_segmenter(out_dir, other, name)
             return segmenter_from_saved(saved, cfg)
     members, hist = [], []
     for i, sampler in enumerate(samplers):
@@ -211,6 +208,14 @@ def train_segmenter_on_composites(cfg: HOCConfig, samplers: list[Any], gan_step:
                                                        **({"members": states[1:]} if len(states) > 1 else {})}, f))
     write_jsonl(out_dir / f"{name}_log.jsonl", hist)
     return combine(members)
+
+
+def copy_segmenter(out_dir: Path, src: str, dst: str) -> None:
+    """out_dir/<src>.pt and its <src>_log.jsonl (when there is one) copied to <dst>.pt, <dst>_log.jsonl, atomically."""
+    for suffix in (".pt", "_log.jsonl"):
+        if (out_dir / f"{src}{suffix}").is_file():
+            data = (out_dir / f"{src}{suffix}").read_bytes()
+            atomic_write_bytes(out_dir / f"{dst}{suffix}", lambda f, b=data: f.write(b))
 
 
 def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device = "cpu") -> dict[str, Any]:
@@ -302,8 +307,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     if again:
         samplers, facts["second_round"] = second_round(cfg, sc, gan, seg, device)
     if again and samplers is None:  # skipped: the first segmenter is the final one (segment_with_run reads it)
-        first = (out_dir / "segmenter_round1.pt").read_bytes()
-        atomic_write_bytes(out_dir / "segmenter.pt", lambda f: f.write(first))
+        copy_segmenter(out_dir, "segmenter_round1", "segmenter")
     elif again:
         seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
                                             factory=facts["second_round"], second=True)
