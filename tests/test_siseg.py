@@ -332,6 +332,38 @@ def test_round_objects_whose_votes_met_are_cut_apart_and_single_objects_stay_who
         split_bimodal_votes(merged, off[:, :10], d)
 
 
+def test_touching_round_objects_are_cut_at_a_neck_the_boundary_crosses_and_one_large_object_is_not():
+    from indprior.hoc.grouping import split_at_necks
+    from skimage.segmentation import find_boundaries
+    shape, d = (70, 150), 16.0
+    yy, xx = np.indices(shape, dtype=float)
+    disc = lambda cy, cx, r: np.hypot(yy - cy, xx - cx) <= r  # noqa: E731
+    truth = np.zeros(shape, np.int64)
+    truth[disc(30, 25, 8)] = 1  # two touching objects: centres 15 px apart, a neck ~7 px (0.45 d) wide
+    truth[disc(30, 40, 8) & (truth == 0)] = 2
+    truth[disc(35, 85, 12)] = 3  # one large object (1.5 d) ...
+    truth[disc(30, 125, 8)] = 4  # ... and two more touching objects whose boundary is broken along the cut
+    truth[disc(30, 140, 8) & (truth == 0)] = 5
+    bnd = find_boundaries(truth, mode="thick").astype(float)
+    bnd = ndimage.gaussian_filter(bnd, 0.7) / ndimage.gaussian_filter(bnd, 0.7).max()
+    chord = disc(35, 85, 12) & (np.abs(xx - 85) <= 1)  # a boundary drawn right across the large object
+    bnd[chord] = 1.0
+    gap = (np.abs(xx - 132.5) <= 3) & (np.abs(yy - 30) <= 1)  # the boundary fades at the middle of the neck
+    bnd[gap] = 0.1
+    merged = np.where(truth == 2, 1, np.where(truth == 5, 4, truth))  # the grouping's failure
+    out = split_at_necks(merged, bnd, d)
+    assert out.dtype == np.uint16 and out.max() == 4 and ((out > 0) == (truth > 0)).all()
+    for k in (1, 2):  # the pair at a neck is cut in two, along the boundary
+        vals, counts = np.unique(out[truth == k], return_counts=True)
+        assert counts.max() >= 0.9 * (truth == k).sum(), k
+        assert (truth[out == vals[np.argmax(counts)]] == k).mean() >= 0.9, k
+    assert len(np.unique(out[truth == 3])) == 1  # the long cut through the large object is no neck
+    assert len(np.unique(out[(truth == 4) | (truth == 5)])) == 1  # a broken boundary is no cut
+    assert split_at_necks(merged, bnd, d, neck=0.3).max() == 3  # a stricter neck leaves the pair whole too
+    with pytest.raises(ValueError, match="boundary"):
+        split_at_necks(merged, bnd[:10], d)
+
+
 def test_boundary_map_refines_blurred_borders():
     """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
     rng = np.random.default_rng(5)

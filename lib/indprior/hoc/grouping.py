@@ -405,3 +405,52 @@ def split_bimodal_votes(labels: np.ndarray, offset: np.ndarray, diameter: float,
     if out.max() >= 2 ** 16:
         raise ValueError(f"split_bimodal_votes: {out.max()} instances do not fit a uint16 map")
     return out.astype(np.uint16)
+
+
+def split_at_necks(labels: np.ndarray, boundary: np.ndarray, diameter: float, threshold: float = 0.5,
+                   min_part: float = 0.15, neck: float = 0.75, min_crossing: float = 0.4) -> np.ndarray:
+    """Round objects that touch and came out as one instance, cut where the boundary head crosses a neck.
+
+    An instance whose inside (pixels with boundary < `threshold`) falls into two or more pieces of >= `min_part`
+    x the area of a disc of `diameter` is re-split by a watershed on the boundary map seeded by those pieces,
+    but only when every cut between two parts is a neck: shorter than `neck` x `diameter`, and the boundary
+    nowhere below `min_crossing` along it. Two touching round objects meet at a short neck; a boundary drawn
+    across one large object is long or broken. On the development runs the cuts between two stones were 0.47-0.70
+    diameters long (boundary >= 0.45), those through one large stone or nucleus 0.86-1.41 (docs/method.md,
+    session 22). Returns a uint16 map renumbered 1..n."""
+    if boundary.shape != labels.shape:
+        raise ValueError(f"boundary: expected shape {labels.shape}, got {boundary.shape}")
+    out = labels.astype(np.int64)
+    nxt = int(out.max()) + 1
+    smallest = min_part * np.pi * diameter ** 2 / 4
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        inst, bnd = labels[sl] == k, boundary[sl]
+        inside, n = ndimage.label(inst & (bnd < threshold))
+        if n < 2:
+            continue
+        sizes = np.bincount(inside.ravel(), minlength=n + 1)[1:]
+        big = np.flatnonzero(sizes >= smallest) + 1
+        if len(big) < 2:
+            continue
+        parts = watershed(bnd, np.where(np.isin(inside, big), inside, 0), mask=inst)
+        if all(_is_neck(parts == a, parts == b, bnd, neck * diameter, min_crossing)
+               for i, a in enumerate(big) for b in big[i + 1:]):
+            sub = out[sl]
+            for b in big[1:]:
+                sub[parts == b] = nxt
+                nxt += 1
+    out = relabel_sequential(out)[0]
+    if out.max() >= 2 ** 16:
+        raise ValueError(f"split_at_necks: {out.max()} instances do not fit a uint16 map")
+    return out.astype(np.uint16)
+
+
+def _is_neck(a: np.ndarray, b: np.ndarray, bnd: np.ndarray, max_length: float, min_crossing: float) -> bool:
+    """The cut between the pixel sets a and b (its pixels on both sides, 4-neighbours) is shorter than
+    `max_length` and the boundary map stays >= `min_crossing` along it; parts that do not touch pass."""
+    cut = (ndimage.binary_dilation(a) & b) | (ndimage.binary_dilation(b) & a)
+    if not cut.any():
+        return True
+    return cut.sum() / 2 <= max_length and float(bnd[cut].min()) >= min_crossing
