@@ -333,8 +333,9 @@ def test_round_objects_whose_votes_met_are_cut_apart_and_single_objects_stay_who
 
 
 def test_touching_round_objects_are_cut_at_a_neck_the_boundary_crosses_and_one_large_object_is_not():
-    from indprior.hoc.grouping import split_at_necks
     from skimage.segmentation import find_boundaries
+
+    from indprior.hoc.grouping import split_at_necks
     shape, d = (70, 150), 16.0
     yy, xx = np.indices(shape, dtype=float)
     disc = lambda cy, cx, r: np.hypot(yy - cy, xx - cx) <= r  # noqa: E731
