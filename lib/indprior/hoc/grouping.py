@@ -401,10 +401,7 @@ def split_bimodal_votes(labels: np.ndarray, offset: np.ndarray, diameter: float,
         for idx in _connected_parts(parts, ys, xs)[1:]:
             out[ys[idx], xs[idx]] = nxt
             nxt += 1
-    out = relabel_sequential(out)[0]
-    if out.max() >= 2 ** 16:
-        raise ValueError(f"split_bimodal_votes: {out.max()} instances do not fit a uint16 map")
-    return out.astype(np.uint16)
+    return _renumbered(out, "split_bimodal_votes")
 
 
 def split_at_necks(labels: np.ndarray, boundary: np.ndarray, diameter: float, threshold: float = 0.5,
@@ -441,10 +438,7 @@ def split_at_necks(labels: np.ndarray, boundary: np.ndarray, diameter: float, th
             for b in big[1:]:
                 sub[parts == b] = nxt
                 nxt += 1
-    out = relabel_sequential(out)[0]
-    if out.max() >= 2 ** 16:
-        raise ValueError(f"split_at_necks: {out.max()} instances do not fit a uint16 map")
-    return out.astype(np.uint16)
+    return _renumbered(out, "split_at_necks")
 
 
 def _is_neck(a: np.ndarray, b: np.ndarray, bnd: np.ndarray, max_length: float, min_crossing: float) -> bool:
@@ -454,3 +448,11 @@ def _is_neck(a: np.ndarray, b: np.ndarray, bnd: np.ndarray, max_length: float, m
     if not cut.any():
         return True
     return cut.sum() / 2 <= max_length and float(bnd[cut].min()) >= min_crossing
+
+
+def _renumbered(labels: np.ndarray, who: str) -> np.ndarray:
+    """A label map renumbered 1..n as uint16; ValueError (naming `who`) when n does not fit."""
+    out = relabel_sequential(labels)[0]
+    if out.max() >= 2 ** 16:
+        raise ValueError(f"{who}: {out.max()} instances do not fit a uint16 map")
+    return out.astype(np.uint16)

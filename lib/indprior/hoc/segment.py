@@ -123,7 +123,7 @@ def _group_at(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.d
         labels = split_side_by_side(labels, span, width, min_size=min_size)
     else:  # round objects: an instance whose votes form two groups far apart is cut in two, and so is one
         labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)  # whose boundary crosses a neck
-        labels = split_at_necks(labels, maps["boundary"], d_px * zoom)
+        labels = split_at_necks(labels, maps["boundary"], d_px)
     return labels, maps
 
 
