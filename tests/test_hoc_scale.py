@@ -90,10 +90,17 @@ def test_objects_with_a_lit_and_a_dark_side_are_kept_whole(kind, seed):
     assert (fg & (gt > 0)).sum() / (fg | (gt > 0)).sum() > 0.8
 
 
-def test_the_seed_grows_into_thick_dim_parts_only():
+def _as_residual(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A residual whose norm is `dev` (all in the red channel) over a grey backdrop."""
+    res = np.zeros(dev.shape + (3,), np.float32)
+    res[..., 0] = dev
+    return res, np.full_like(res, 128.0)
+
+
+def test_the_seed_grows_into_thick_dim_parts_only(monkeypatch):
     """A deviation map (Otsu's t = 100, a clean frame): a disc lit on one side and dim (60) on the other, a lit
     disc with a 1 px dim halo, and a dim blob touching nothing lit. Only the dim side joins the seed; on a noisy
-    frame (noise >= t / 4) nothing is grown."""
+    frame (noise >= t / 4) nothing is grown, and a growth of under 0.3 x the seed (a pool of shadow) is left out."""
     dev = np.zeros((80, 160), np.float32)
     yy, xx = np.mgrid[:80, :160]
     disc = np.hypot(yy - 40, xx - 30) < 15
@@ -104,11 +111,37 @@ def test_the_seed_grows_into_thick_dim_parts_only():
     dev[np.hypot(yy - 40, xx - 80) < 12] = 200
     dim = np.hypot(yy - 40, xx - 130) < 10
     dev[dim] = 60
-    seed = scale._seed(dev, 100.0, noise=3.0)
+    ring = np.zeros(dev.shape, bool)
+    ring[:3], ring[-3:], ring[:, :3], ring[:, -3:] = True, True, True, True
+    seed = scale._seed(*_as_residual(dev), 100.0, 3.0, ring)
     assert seed[disc].mean() > 0.95, "the dim side of a lit object joins the seed (but for its thin tips)"
     assert not seed[halo & (dev < 100)].any(), "a thin dim rim does not"
     assert not seed[dim].any(), "a dim blob that touches no lit object does not"
-    assert (scale._seed(dev, 100.0, noise=30.0) == (dev > 100)).all(), "no growth on a noisy frame"
+    assert (scale._seed(*_as_residual(dev), 100.0, 30.0, ring) == (dev > 100)).all(), "no growth on a noisy frame"
+    dev[disc] = 200  # the dim side lit too; a thick dim patch (0.09 x the seed) beside it stays out
+    dev[35:45, 45:55] = 60
+    assert (scale._seed(*_as_residual(dev), 100.0, 3.0, ring) == (dev > 100)).all(), "a small growth is left out"
+    monkeypatch.setattr(scale, "GROW", 1.0)
+    assert scale._seed(*_as_residual(dev), 100.0, 3.0, ring)[35:45, 45:55].mean() > 0.8, "(it is thick enough to join)"
+
+
+def test_objects_of_a_second_colour_on_a_textured_backdrop_are_found():
+    """Yellow and purple discs on a grainy brown backdrop: the yellow ones set Otsu's threshold and the purple
+    ones deviate from the backdrop no more than its grain does (recall 0.001 when only Otsu seeded GrabCut). Their
+    colour lies off the grain's own spread of colours, so they are found too, and so in the inverted photo."""
+    rng = np.random.default_rng(0)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, (240, 240)).astype(np.float32), (0, 0), 2)
+    img = np.array([120, 85, 50], np.float32) * (1 + 0.35 * grain[..., None] / grain.std())
+    truth = np.zeros((240, 240), np.uint8)
+    yy, xx = np.mgrid[:240, :240]
+    for k, (cy, cx) in enumerate((cy, cx) for cy in range(40, 210, 40) for cx in range(40, 210, 40)):
+        disc = np.hypot(yy - cy, xx - cx) < 15
+        img[disc], truth[disc] = ((230, 200, 60), 1) if k % 2 else ((95, 62, 95), 2)
+    img = np.clip(cv2.GaussianBlur(img, (0, 0), 0.8) + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    for photo in (img, 255 - img):
+        fg = foreground(photo)
+        for colour in (1, 2):
+            assert (fg & (truth == colour)).sum() / (truth == colour).sum() > 0.9
 
 
 @pytest.mark.parametrize("photo", ["coins", "nuclei"])

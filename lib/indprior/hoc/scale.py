@@ -25,6 +25,8 @@ from ..data.images import DataError, border_mean, check_rgb
 MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
 ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
+GROW = 1.3  # the clean-frame growth must add at least 0.3 x the seed (_seed)
+NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -44,10 +46,20 @@ def _robust_level(values: np.ndarray, k: float) -> float:
 
 def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndarray:
     """Per-pixel RGB distance to a smooth background surface fitted to the frame: H W float32. Unsigned and in
-    RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation.
-    Objects that touch the frame would pull the fit towards them (a dense photo: the whole background then
-    deviates and dim objects drown); the fit is repeated `refits` times on the frame pixels whose deviation is
-    not an outlier (median + 3 robust sigmas), so what stands in the frame is left out."""
+    RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation."""
+    return _norm(residual(image, sigma, refits)[0])
+
+
+def _norm(res: np.ndarray) -> np.ndarray:
+    return np.sqrt(res[..., 0] ** 2 + res[..., 1] ** 2 + res[..., 2] ** 2)
+
+
+def residual(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(photo - backdrop, backdrop), both H W 3 float32: the photo blurred by `sigma` less a smooth surface
+    (quadratic in x, y, per RGB channel) fitted to the frame. Objects that touch the frame would pull the fit
+    towards them (a dense photo: the whole background then deviates and dim objects drown); the fit is repeated
+    `refits` times on the frame pixels whose deviation is not an outlier (median + 3 robust sigmas), so what
+    stands in the frame is left out."""
     h, w = image.shape[:2]
     lab = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
     ring = _frame(h, w)
@@ -55,34 +67,55 @@ def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndar
     basis = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], -1).astype(np.float32)  # h w 6
     use = ring
     for i in range(refits + 1):
-        dev = np.zeros((h, w), np.float32)
+        back = np.zeros((h, w, 3), np.float32)
         for c in range(3):
             coef, *_ = np.linalg.lstsq(basis[use], lab[..., c][use], rcond=None)
-            dev += (lab[..., c] - basis @ coef.astype(np.float32)) ** 2
-        dev = np.sqrt(dev)
+            back[..., c] = basis @ coef.astype(np.float32)
+        res = lab - back
+        dev = _norm(res)
         inliers = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)
         if i == refits or inliers.sum() < 12 or (inliers == use).all():
             break
         use = inliers
-    return dev
+    return res, back
 
 
-def _seed(dev: np.ndarray, t: float, noise: float) -> np.ndarray:
-    """Probable-object pixels: the deviation above Otsu's threshold `t`, grown where the frame is clean (its `noise`
-    under t / 4) by hysteresis down to max(noise, t / 2), keeping only the thick part of what was added.
+def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, ring: np.ndarray) -> np.ndarray:
+    """Probable-object pixels: the deviation |res| above Otsu's threshold `t`, plus what Otsu's threshold split
+    off the objects. Otsu's threshold falls between two modes of the objects' own deviation when they show two
+    faces: shaded or speckled objects whose dark side is nearly the backdrop (on a clean frame), or a cluster of
+    several colours, one far from the backdrop and the others near it (on a textured frame). Seeded with the
+    strong mode alone, GrabCut learns the other as backdrop. So:
 
-    Shaded or speckled objects (pebbles, fruit whose dark side is nearly the backdrop's colour) deviate in two
-    modes, and Otsu's threshold can fall between them; seeded with the lit tops alone, GrabCut learns the dark
-    sides as backdrop. The grown pixels must join a seed, and what is thinner than a disc of radius 2 px is
-    dropped (blur halos and cast-shadow slivers along every rim). Chosen on the suite's development seeds 0-9
-    and checked on development seeds 100-119 (docs/method.md, session 23)."""
+    - clean frame (its `noise` under t / 4): the seed grows by hysteresis down to max(noise, t / 2), keeping
+      only the thick part of what was added (thinner than a disc of radius 2 px: blur halos, shadow slivers
+      along every rim), and only when that adds at least `GROW` x the seed (a few pools of shadow between the
+      objects add less);
+    - textured frame: pixels whose colour lies off the frame texture's own spread (Mahalanobis distance to the
+      frame's residual colours above twice its 99th percentile on the frame), that are not a darkening or
+      lightening of the backdrop (a shadow, a highlight: residual within ~18 degrees of the backdrop colour or
+      its complement) and are thick, join the seed when they are at least `NOVEL` x the seed.
+
+    Symmetric in the photo's polarity. Chosen on the suite's development seeds 0-9 and 100-159 (docs/method.md,
+    session 23)."""
+    dev = _norm(res)
     seed = dev > t
-    if noise >= 0.25 * t:
+    if noise < 0.25 * t:
+        parts, _ = ndi.label(dev > max(noise, 0.5 * t))
+        hit = np.unique(parts[seed])
+        grown = ndi.binary_opening(np.isin(parts, hit[hit > 0]) & ~seed, _DISK2)
+        return seed | grown if grown.sum() >= (GROW - 1) * seed.sum() else seed
+    clean = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)  # the frame, objects standing in it left out
+    if clean.sum() < 12:
         return seed
-    parts, _ = ndi.label(dev > max(noise, 0.5 * t))
-    hit = np.unique(parts[seed])
-    grown = np.isin(parts, hit[hit > 0]) & ~seed
-    return seed | ndi.binary_opening(grown, _DISK2)
+    cov = np.cov(res[clean].reshape(-1, 3).T) + np.eye(3)  # + 1 grey level^2: a flat frame is not singular
+    dist = np.sqrt(np.einsum("hwi,ij,hwj->hw", res, np.linalg.inv(cov), res))
+    off = dist > 2.0 * np.percentile(dist[clean], 99)
+    norm = dev + 1e-6
+    for axis in (back, 255.0 - back):  # shadows and highlights (and their inverted-photo twins) left out
+        off &= np.abs((res * axis).sum(-1)) < 0.95 * norm * (np.linalg.norm(axis, axis=-1) + 1e-6)
+    novel = ndi.binary_opening(off, _DISK2) & ~seed
+    return seed | novel if novel.sum() >= NOVEL * seed.sum() else seed
 
 
 def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -120,14 +153,15 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
     small = cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else image
-    dev = deviation(small)
+    res, back = residual(small)
+    dev = _norm(res)
     if float(dev.max() - dev.min()) < 8.0:  # a flat photo: nothing differs from the frame by a visible amount
         return np.zeros((h, w), bool)
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     frame = dev[ring]
     noise = _robust_level(frame[frame <= _robust_level(frame, 3) + 1e-3], 6)  # objects in the frame left out
-    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(dev, t, noise)), np.ones((3, 3), bool))
+    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(res, back, t, noise, ring)), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
