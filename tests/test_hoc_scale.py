@@ -97,10 +97,10 @@ def _as_residual(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return res, np.full_like(res, 128.0)
 
 
-def test_the_seed_grows_into_thick_dim_parts_only(monkeypatch):
+def test_the_seed_grows_into_thick_dim_parts_only():
     """A deviation map (Otsu's t = 100, a clean frame): a disc lit on one side and dim (60) on the other, a lit
     disc with a 1 px dim halo, and a dim blob touching nothing lit. Only the dim side joins the seed; on a noisy
-    frame (noise >= t / 4) nothing is grown, and a growth of under 0.3 x the seed (a pool of shadow) is left out."""
+    frame (noise >= t / 4) nothing is grown."""
     dev = np.zeros((80, 160), np.float32)
     yy, xx = np.mgrid[:80, :160]
     disc = np.hypot(yy - 40, xx - 30) < 15
@@ -118,11 +118,6 @@ def test_the_seed_grows_into_thick_dim_parts_only(monkeypatch):
     assert not seed[halo & (dev < 100)].any(), "a thin dim rim does not"
     assert not seed[dim].any(), "a dim blob that touches no lit object does not"
     assert (scale._seed(*_as_residual(dev), 100.0, 30.0, ring) == (dev > 100)).all(), "no growth on a noisy frame"
-    dev[disc] = 200  # the dim side lit too; a thick dim patch (0.09 x the seed) beside it stays out
-    dev[35:45, 45:55] = 60
-    assert (scale._seed(*_as_residual(dev), 100.0, 3.0, ring) == (dev > 100)).all(), "a small growth is left out"
-    monkeypatch.setattr(scale, "GROW", 1.0)
-    assert scale._seed(*_as_residual(dev), 100.0, 3.0, ring)[35:45, 45:55].mean() > 0.8, "(it is thick enough to join)"
 
 
 def test_objects_of_a_second_colour_on_a_textured_backdrop_are_found():

@@ -3,8 +3,10 @@ and where the objects are (candidate centres). No labels, no hint about polarity
 
 Foreground: the background is what the photo's frame shows. A smooth surface (quadratic in x, y, per RGB
 channel) is fitted to the frame, so uneven lighting and vignetting drop out; each pixel's colour distance to
-it (unsigned, so bright-on-dark and dark-on-light read alike) seeds GrabCut, whose colour models then follow
-multi-coloured objects and textured backgrounds. The inverted photo gives the same mask.
+it (unsigned, so bright-on-dark and dark-on-light read alike) above Otsu's threshold seeds GrabCut, whose colour
+models then follow multi-coloured objects and textured backgrounds. Where Otsu's threshold falls between two faces
+of the objects themselves (their lit and dark sides; a yellow and a purple kind on wood), the seed is widened to the
+other face (`_seed`). The inverted photo gives the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains).
@@ -25,7 +27,6 @@ from ..data.images import DataError, border_mean, check_rgb
 MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
 ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
-GROW = 1.3  # the clean-frame growth must add at least 0.3 x the seed (_seed)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
@@ -89,8 +90,7 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, ring: np.nd
 
     - clean frame (its `noise` under t / 4): the seed grows by hysteresis down to max(noise, t / 2), keeping
       only the thick part of what was added (thinner than a disc of radius 2 px: blur halos, shadow slivers
-      along every rim), and only when that adds at least `GROW` x the seed (a few pools of shadow between the
-      objects add less);
+      along every rim);
     - textured frame: pixels whose colour lies off the frame texture's own spread (Mahalanobis distance to the
       frame's residual colours above twice its 99th percentile on the frame), that are not a darkening or
       lightening of the backdrop (a shadow, a highlight: residual within ~18 degrees of the backdrop colour or
@@ -104,7 +104,7 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, ring: np.nd
         parts, _ = ndi.label(dev > max(noise, 0.5 * t))
         hit = np.unique(parts[seed])
         grown = ndi.binary_opening(np.isin(parts, hit[hit > 0]) & ~seed, _DISK2)
-        return seed | grown if grown.sum() >= (GROW - 1) * seed.sum() else seed
+        return seed | grown
     clean = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)  # the frame, objects standing in it left out
     if clean.sum() < 12:
         return seed
