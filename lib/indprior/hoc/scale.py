@@ -45,6 +45,11 @@ def _robust_level(values: np.ndarray, k: float) -> float:
     return med + k * 1.4826 * float(np.median(np.abs(values - med)))
 
 
+def _clean_frame(dev: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """The frame's pixels whose deviation is no outlier (<= median + 3 robust sigmas): objects in the frame left out."""
+    return ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)
+
+
 def deviation(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> np.ndarray:
     """Per-pixel RGB distance to a smooth background surface fitted to the frame: H W float32. Unsigned and in
     RGB (not Lab, whose lightness is not symmetric), so the inverted photo gives exactly the same deviation."""
@@ -74,14 +79,14 @@ def residual(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> tuple[np
             back[..., c] = basis @ coef.astype(np.float32)
         res = lab - back
         dev = _norm(res)
-        inliers = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)
+        inliers = _clean_frame(dev, ring)
         if i == refits or inliers.sum() < 12 or (inliers == use).all():
             break
         use = inliers
     return res, back
 
 
-def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, ring: np.ndarray) -> np.ndarray:
+def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.ndarray) -> np.ndarray:
     """Probable-object pixels: the deviation |res| above Otsu's threshold `t`, plus what Otsu's threshold split
     off the objects. Otsu's threshold falls between two modes of the objects' own deviation when they show two
     faces: shaded or speckled objects whose dark side is nearly the backdrop (on a clean frame), or a cluster of
@@ -105,8 +110,7 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, ring: np.nd
         hit = np.unique(parts[seed])
         grown = ndi.binary_opening(np.isin(parts, hit[hit > 0]) & ~seed, _DISK2)
         return seed | grown
-    clean = ring & (dev <= _robust_level(dev[ring], 3) + 1e-3)  # the frame, objects standing in it left out
-    if clean.sum() < 12:
+    if clean.sum() < 12:  # `clean`: the frame, objects standing in it left out (_clean_frame)
         return seed
     cov = np.cov(res[clean].reshape(-1, 3).T) + np.eye(3)  # + 1 grey level^2: a flat frame is not singular
     dist = np.sqrt(np.einsum("hwi,ij,hwj->hw", res, np.linalg.inv(cov), res))
@@ -159,9 +163,9 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
         return np.zeros((h, w), bool)
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
-    frame = dev[ring]
-    noise = _robust_level(frame[frame <= _robust_level(frame, 3) + 1e-3], 6)  # objects in the frame left out
-    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(res, back, t, noise, ring)), np.ones((3, 3), bool))
+    clean = _clean_frame(dev, ring)
+    noise = _robust_level(dev[clean], 6)
+    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean)), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
