@@ -6,7 +6,9 @@ channel) is fitted to the frame, so uneven lighting and vignetting drop out; eac
 it (unsigned, so bright-on-dark and dark-on-light read alike) above Otsu's threshold seeds GrabCut, whose colour
 models then follow multi-coloured objects and textured backgrounds. Where Otsu's threshold falls between two faces
 of the objects themselves (their lit and dark sides; a yellow and a purple kind on wood), the seed is widened to the
-other face (`_seed`). The inverted photo gives the same mask.
+other face (`_seed`). GrabCut fills the shadows pooled between touching objects; weak, thick parts of the mask
+with the backdrop's own colour, only darker or lighter, are taken out again (`_shadows`). The inverted photo gives
+the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains).
@@ -122,6 +124,26 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     return seed | novel if novel.sum() >= NOVEL * seed.sum() else seed
 
 
+def _shadows(res: np.ndarray, back: np.ndarray, clean: np.ndarray, weak: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """The shadows (and lit patches) of the backdrop inside the mask `fg`: pixels of `fg` that deviate weakly
+    (`weak`: under Otsu's threshold) and whose colour is the backdrop's own, darker or lighter - its angle to the
+    backdrop's colour within 1.5 x that angle's 99th percentile on the frame (`clean`) - kept where thicker than a
+    disc of radius 2 px (the blurred rim of every object is thinner). The same test on the photo's complement
+    (255 - colour against 255 - backdrop) makes it symmetric in polarity. GrabCut, seeded with objects and their
+    shadows, fills the pools of shadow between touching objects; this takes them out (chosen on the suite's
+    development photos; docs/method.md, session 24). On a grey photo every colour has the backdrop's hue, so the
+    caller skips it there."""
+    if clean.sum() < 12:
+        return np.zeros(fg.shape, bool)
+    x = back + res
+    angle = np.full(res.shape[:2], np.pi, np.float32)
+    for v, b in ((x, back), (255.0 - x, 255.0 - back)):
+        cos = (v * b).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-6)
+        angle = np.minimum(angle, np.arccos(np.clip(cos, -1.0, 1.0)))
+    like = angle < 1.5 * np.percentile(angle[clean], 99)
+    return ndi.binary_opening(like & weak & fg, _DISK2)
+
+
 def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """GrabCut seeded by the deviation: `seed` probable object, > 2 t sure object, low-deviation frame sure
     background.
@@ -165,8 +187,11 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     t = threshold_otsu(dev)
     clean = _clean_frame(dev, ring)
     noise = _robust_level(dev[clean], 6)
-    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean)), np.ones((3, 3), bool))
+    fg = _grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
+    if not grey:  # on a grey photo the backdrop's hue is every object's hue
+        fg &= ~_shadows(res, back, clean, dev < t, fg)
+    fg = ndi.binary_opening(fg, np.ones((3, 3), bool))
     if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
     if s < 1:
