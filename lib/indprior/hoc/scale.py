@@ -31,6 +31,7 @@ ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, g
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
+_DISK3 = np.hypot(*np.mgrid[-3:4, -3:4]) <= 3
 
 
 def _frame(h: int, w: int) -> np.ndarray:
@@ -141,7 +142,11 @@ def _shadows(res: np.ndarray, back: np.ndarray, clean: np.ndarray, weak: np.ndar
         cos = (v * b).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-6)
         angle = np.minimum(angle, np.arccos(np.clip(cos, -1.0, 1.0)))
     like = angle < 1.5 * np.percentile(angle[clean], 99)
-    return ndi.binary_opening(like & weak & fg, _DISK2)
+    parts, _ = ndi.label(ndi.binary_opening(like & weak & fg, _DISK2))
+    reach = np.unique(parts[ndi.binary_dilation(~fg)])  # a pool reaches the backdrop; a patch inside an object does not
+    shade = np.isin(parts, reach[reach > 0])
+    left = fg & ~shade  # and the slivers and specks the pools leave beside them
+    return shade | (ndi.binary_dilation(shade, _DISK2, iterations=2) & left & ~ndi.binary_opening(left, _DISK3))
 
 
 def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -175,6 +180,13 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
 
     Colour photos and textured backgrounds go through GrabCut's colour models; a grey photo on a clean frame
     (fluorescence, a plain backdrop) is cut per object relative to its own peak, so dim objects count too."""
+    return _masks(image, max_side)[0]
+
+
+def _masks(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(foreground, the same with the shadows GrabCut pooled between objects left in): bool H W each. The size
+    is read off the second: taking the pools out notches the objects' outlines, and the inscribed discs that give
+    the size follow notches (development sizes photo 108: 0.98 -> 0.55 x the truth; docs/method.md, session 24)."""
     image = check_rgb(image, "image", min_side=16)
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -182,21 +194,26 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     res, back = residual(small)
     dev = _norm(res)
     if float(dev.max() - dev.min()) < 8.0:  # a flat photo: nothing differs from the frame by a visible amount
-        return np.zeros((h, w), bool)
+        return np.zeros((h, w), bool), np.zeros((h, w), bool)
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     clean = _clean_frame(dev, ring)
     noise = _robust_level(dev[clean], 6)
-    fg = _grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean))
+    gc = _grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
-    if not grey:  # on a grey photo the backdrop's hue is every object's hue
-        fg &= ~_shadows(res, back, clean, dev < t, fg)
-    fg = ndi.binary_opening(fg, np.ones((3, 3), bool))
-    if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
-        fg = _half_max(dev, max(noise, 0.25 * t), fg)
-    if s < 1:
-        fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    return fg
+
+    def finish(fg: np.ndarray) -> np.ndarray:
+        fg = ndi.binary_opening(fg, np.ones((3, 3), bool))
+        if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
+            fg = _half_max(dev, max(noise, 0.25 * t), fg)
+        if s < 1:
+            fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return fg
+
+    # on a grey photo every colour has the backdrop's hue: no shadow test there
+    shade = np.zeros(gc.shape, bool) if grey else _shadows(res, back, clean, dev < t, gc)
+    whole = finish(gc)
+    return (finish(gc & ~shade) if shade.any() else whole), whole
 
 
 def _half_max(dev: np.ndarray, floor: float, fg_gc: np.ndarray) -> np.ndarray:
@@ -262,17 +279,18 @@ class PhotoStats:
 def photo_stats(image: np.ndarray) -> PhotoStats:
     """Foreground, typical width and length of ONE photo. DataError (with advice) when no objects are found."""
     image = check_rgb(image, "image", min_side=16)
-    fg = foreground(image)
-    if fg.mean() < 1e-3 or fg.mean() > 0.8 or border_mean(fg, max(2, min(fg.shape) // 40)) > 0.5:
-        raise DataError(f"image: no objects stand out from a background (foreground {fg.mean():.1%} of the photo, "
-                        f"{border_mean(fg, max(2, min(fg.shape) // 40)):.0%} of its frame); a cluster photo shows "
-                        "objects on a background that frames them")
-    pts, r = centre_peaks(fg)
+    fg, whole = _masks(image)
+    edge = border_mean(whole, max(2, min(fg.shape) // 40))
+    if fg.mean() < 1e-3 or whole.mean() > 0.8 or edge > 0.5:  # judged before shadows are taken out (pure noise)
+        raise DataError(f"image: no objects stand out from a background (foreground {whole.mean():.1%} of the "
+                        f"photo, {edge:.0%} of its frame); a cluster photo shows objects on a background that "
+                        "frames them")
+    pts, r = centre_peaks(whole)  # the size from the mask with its shadows in (see _masks)
     if len(pts) < 2:
         raise DataError(f"image: found {len(pts)} object(s) of width >= {MIN_WIDTH:g} px; a cluster photo has many. "
                         "Pass instance_size explicitly if the objects are tiny")
     width = 2.0 * float(np.median(r))
-    single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
+    single = [p.axis_major_length for p in regionprops(single_objects(whole, width, pts))]
     length = max(width, float(np.median(single))) if single else width
     return PhotoStats(fg, float(fg.mean()), width, length, len(pts))
 
