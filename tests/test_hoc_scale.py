@@ -120,44 +120,6 @@ def test_the_seed_grows_into_thick_dim_parts_only():
     assert (scale._seed(*_as_residual(dev), 100.0, 30.0, ring) == (dev > 100)).all(), "no growth on a noisy frame"
 
 
-def test_shadows_are_thick_weak_darkenings_of_the_backdrop_in_either_polarity():
-    """Inside the mask: a thick patch of the backdrop at 0.7 of its brightness (a shadow), a 2 px band of it (an
-    object's blurred rim), a red patch deviating as weakly, and a darkening that deviates strongly (a dark object
-    of the backdrop's hue). Only the first is a shadow, and so in the inverted photo."""
-    rng = np.random.default_rng(0)
-    back = np.empty((60, 200, 3), np.float32)
-    back[:] = (120, 140, 100)
-    img = back + rng.normal(0, 1.5, back.shape).astype(np.float32)
-    patches = [np.s_[20:40, 10:30], np.s_[20:40, 45:47], np.s_[20:40, 60:80], np.s_[20:40, 100:120]]
-    img[patches[0]] *= 0.7
-    img[patches[1]] *= 0.7
-    img[patches[2]] = (150, 110, 80)
-    img[patches[3]] *= 0.4
-    fg = np.zeros((60, 200), bool)
-    for p in patches:
-        fg[p] = True
-    ring = scale._frame(60, 200)
-    weak = np.ones((60, 200), bool)
-    weak[patches[3]] = False  # deviating more than Otsu's threshold
-    for photo, backdrop in ((img, back), (255 - img, 255 - back)):
-        found = scale._shadows(photo - backdrop, backdrop, ring, weak, fg)
-        assert found[patches[0]].mean() > 0.9, "a thick weak darkening of the backdrop is a shadow"
-        assert not found[~fg].any() and not found[patches[1]].any(), "nothing outside the mask, no thin rim"
-        assert not found[patches[2]].any() and not found[patches[3]].any()
-
-
-@pytest.mark.parametrize("kind, seed, precision", [("discs", 161, 0.85), ("sizes", 173, 0.80)])
-def test_shadows_pooled_between_touching_objects_are_not_objects(kind, seed, precision):
-    """Development photos whose shadows GrabCut filled in (precision 0.767 and 0.750 before `_shadows`); the
-    objects stay whole, and the inverted photo gives the same mask."""
-    img, gt = make_hoc(kind, seed)
-    fg, g = foreground(img), gt > 0
-    assert (fg & g).sum() / fg.sum() > precision
-    assert (fg & g).sum() / g.sum() > 0.94
-    inv = foreground(255 - img)
-    assert (fg & inv).sum() / (fg | inv).sum() > 0.95
-
-
 def test_objects_of_a_second_colour_on_a_textured_backdrop_are_found():
     """Yellow and purple discs on a grainy brown backdrop: the yellow ones set Otsu's threshold and the purple
     ones deviate from the backdrop no more than its grain does (recall 0.001 when only Otsu seeded GrabCut). Their

@@ -6,9 +6,7 @@ channel) is fitted to the frame, so uneven lighting and vignetting drop out; eac
 it (unsigned, so bright-on-dark and dark-on-light read alike) above Otsu's threshold seeds GrabCut, whose colour
 models then follow multi-coloured objects and textured backgrounds. Where Otsu's threshold falls between two faces
 of the objects themselves (their lit and dark sides; a yellow and a purple kind on wood), the seed is widened to the
-other face (`_seed`). GrabCut fills the shadows pooled between touching objects; weak, thick parts of the mask
-with the backdrop's own colour, only darker or lighter, are taken out again (`_shadows`). The inverted photo gives
-the same mask.
+other face (`_seed`). The inverted photo gives the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains).
@@ -31,7 +29,6 @@ ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, g
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
-_DISK3 = np.hypot(*np.mgrid[-3:4, -3:4]) <= 3
 
 
 def _frame(h: int, w: int) -> np.ndarray:
@@ -125,30 +122,6 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     return seed | novel if novel.sum() >= NOVEL * seed.sum() else seed
 
 
-def _shadows(res: np.ndarray, back: np.ndarray, clean: np.ndarray, weak: np.ndarray, fg: np.ndarray) -> np.ndarray:
-    """The shadows (and lit patches) of the backdrop inside the mask `fg`: pixels of `fg` that deviate weakly
-    (`weak`: under Otsu's threshold) and whose colour is the backdrop's own, darker or lighter - its angle to the
-    backdrop's colour within 1.5 x that angle's 99th percentile on the frame (`clean`) - kept where thicker than a
-    disc of radius 2 px (the blurred rim of every object is thinner). The same test on the photo's complement
-    (255 - colour against 255 - backdrop) makes it symmetric in polarity. GrabCut, seeded with objects and their
-    shadows, fills the pools of shadow between touching objects; this takes them out (chosen on the suite's
-    development photos; docs/method.md, session 24). On a grey photo every colour has the backdrop's hue, so the
-    caller skips it there."""
-    if clean.sum() < 12:
-        return np.zeros(fg.shape, bool)
-    x = back + res
-    angle = np.full(res.shape[:2], np.pi, np.float32)
-    for v, b in ((x, back), (255.0 - x, 255.0 - back)):
-        cos = (v * b).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-6)
-        angle = np.minimum(angle, np.arccos(np.clip(cos, -1.0, 1.0)))
-    like = angle < 1.5 * np.percentile(angle[clean], 99)
-    parts, _ = ndi.label(ndi.binary_opening(like & weak & fg, _DISK2))
-    reach = np.unique(parts[ndi.binary_dilation(~fg)])  # a pool reaches the backdrop; a patch inside an object does not
-    shade = np.isin(parts, reach[reach > 0])
-    left = fg & ~shade  # and the slivers and specks the pools leave beside them
-    return shade | (ndi.binary_dilation(shade, _DISK2, iterations=2) & left & ~ndi.binary_opening(left, _DISK3))
-
-
 def _grabcut(small: np.ndarray, dev: np.ndarray, t: float, ring: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """GrabCut seeded by the deviation: `seed` probable object, > 2 t sure object, low-deviation frame sure
     background.
@@ -180,13 +153,6 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
 
     Colour photos and textured backgrounds go through GrabCut's colour models; a grey photo on a clean frame
     (fluorescence, a plain backdrop) is cut per object relative to its own peak, so dim objects count too."""
-    return _masks(image, max_side)[0]
-
-
-def _masks(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """(foreground, the same with the shadows GrabCut pooled between objects left in): bool H W each. The size
-    is read off the second: taking the pools out notches the objects' outlines, and the inscribed discs that give
-    the size follow notches (development sizes photo 108: 0.98 -> 0.55 x the truth; docs/method.md, session 24)."""
     image = check_rgb(image, "image", min_side=16)
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -194,26 +160,18 @@ def _masks(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, np.ndar
     res, back = residual(small)
     dev = _norm(res)
     if float(dev.max() - dev.min()) < 8.0:  # a flat photo: nothing differs from the frame by a visible amount
-        return np.zeros((h, w), bool), np.zeros((h, w), bool)
+        return np.zeros((h, w), bool)
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     clean = _clean_frame(dev, ring)
     noise = _robust_level(dev[clean], 6)
-    gc = _grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean))
+    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, _seed(res, back, t, noise, clean)), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
-
-    def finish(fg: np.ndarray) -> np.ndarray:
-        fg = ndi.binary_opening(fg, np.ones((3, 3), bool))
-        if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
-            fg = _half_max(dev, max(noise, 0.25 * t), fg)
-        if s < 1:
-            fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        return fg
-
-    # on a grey photo every colour has the backdrop's hue: no shadow test there
-    shade = np.zeros(gc.shape, bool) if grey else _shadows(res, back, clean, dev < t, gc)
-    whole = finish(gc)
-    return (finish(gc & ~shade) if shade.any() else whole), whole
+    if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
+        fg = _half_max(dev, max(noise, 0.25 * t), fg)
+    if s < 1:
+        fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return fg
 
 
 def _half_max(dev: np.ndarray, floor: float, fg_gc: np.ndarray) -> np.ndarray:
@@ -279,18 +237,17 @@ class PhotoStats:
 def photo_stats(image: np.ndarray) -> PhotoStats:
     """Foreground, typical width and length of ONE photo. DataError (with advice) when no objects are found."""
     image = check_rgb(image, "image", min_side=16)
-    fg, whole = _masks(image)
-    edge = border_mean(whole, max(2, min(fg.shape) // 40))
-    if fg.mean() < 1e-3 or whole.mean() > 0.8 or edge > 0.5:  # judged before shadows are taken out (pure noise)
-        raise DataError(f"image: no objects stand out from a background (foreground {whole.mean():.1%} of the "
-                        f"photo, {edge:.0%} of its frame); a cluster photo shows objects on a background that "
-                        "frames them")
-    pts, r = centre_peaks(whole)  # the size from the mask with its shadows in (see _masks)
+    fg = foreground(image)
+    if fg.mean() < 1e-3 or fg.mean() > 0.8 or border_mean(fg, max(2, min(fg.shape) // 40)) > 0.5:
+        raise DataError(f"image: no objects stand out from a background (foreground {fg.mean():.1%} of the photo, "
+                        f"{border_mean(fg, max(2, min(fg.shape) // 40)):.0%} of its frame); a cluster photo shows "
+                        "objects on a background that frames them")
+    pts, r = centre_peaks(fg)
     if len(pts) < 2:
         raise DataError(f"image: found {len(pts)} object(s) of width >= {MIN_WIDTH:g} px; a cluster photo has many. "
                         "Pass instance_size explicitly if the objects are tiny")
     width = 2.0 * float(np.median(r))
-    single = [p.axis_major_length for p in regionprops(single_objects(whole, width, pts))]
+    single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
     length = max(width, float(np.median(single))) if single else width
     return PhotoStats(fg, float(fg.mean()), width, length, len(pts))
 
