@@ -6,7 +6,7 @@
     .venv/bin/python bench/hoc_suite.py --summarize bench/hoc_suite/report.jsonl        # the table again
     .venv/bin/python bench/hoc_suite.py --resegment bench/hoc_suite/a.jsonl --out bench/hoc_suite/b.jsonl
 
-Image seeds 0-9 are for choosing; 10 and up are held out for reporting (never looked at while choosing).
+Image seeds 0-9 and 100-199 are for choosing; 10-99 are held out for reporting (never looked at while choosing).
 Each run is `run_hoc` in its own process with one torch thread, `--jobs` at a time (2 on a 2-core machine).
 Every finished run appends one JSON line to --out (resumable: runs already in the file are skipped), with
 F1 and AP at IoU 0.5, AP@[.5:.95], count error, seconds, peak RSS, status, and the Otsu + watershed baseline on
