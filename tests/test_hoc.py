@@ -9,6 +9,7 @@ import skimage.data
 import torch
 from PIL import Image
 
+import indprior.hoc.run as hoc_run
 from indprior.core import config as C
 from indprior.data import DataError, load_label_map, make_synthetic_hoc
 from indprior.hoc import (
@@ -22,6 +23,8 @@ from indprior.hoc import (
     run_hoc,
     upsample_labels,
 )
+from indprior.hoc.figures import summary_markdown
+from indprior.hoc.scale import LEFT_OUT
 from indprior.hoc.siseg import MeanSegmenter
 from indprior.models import label_map
 
@@ -142,7 +145,7 @@ def test_upsample_labels_keeps_instances_and_smooths_a_disc():
 
 
 # ----------------------------------------------------------------------------- run_hoc
-def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
+def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
     m = run_hoc(smoke_cfg, image, tmp_path, gt, progress=False)
     inst = np.asarray(Image.open(tmp_path / "instances.png"))
@@ -155,6 +158,7 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     assert keys - {"task", "instance_size", "profile", "baseline_watershed"} <= set(saved["baseline_watershed"])
     assert saved["count_pred"] == len(np.unique(inst[inst > 0])) and saved["count_gt"] == int(gt.max())
     assert m == saved
+    assert 0 <= saved["foreground_left_out"] < LEFT_OUT and "warnings" not in saved  # the foreground holds the objects
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
     assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
     assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
@@ -194,6 +198,12 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg):
     m3 = run_hoc(dataclasses.replace(members, factory_singles="all"), image, tmp_path, progress=False)  # when asked;
     assert "singles" not in saved["factory_pool"] and m3["factory_pool"]["singles"] == 0  # this photo has none, so
     assert (tmp_path / "segmenter.pt").read_bytes() == seg  # the factory is the same and nothing is trained again
+    monkeypatch.setattr(hoc_run, "LEFT_OUT", -1.0)  # as if the foreground had left objects out: the run says so
+    with pytest.warns(RuntimeWarning, match="foreground leaves out"):
+        m4 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
+    assert m4["status"] == "ok" and "come out cut" in m4["warnings"][0]
+    assert "**Warning:** the foreground leaves out" in summary_markdown(m4)  # what notebook 03 shows
+    assert json.loads((tmp_path / "warned" / "metrics.json").read_text())["warnings"] == m4["warnings"]
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

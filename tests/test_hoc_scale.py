@@ -120,6 +120,19 @@ def test_the_seed_grows_into_thick_dim_parts_only():
     assert (scale._seed(*_as_residual(dev), 100.0, 30.0, ring) == (dev > 100)).all(), "no growth on a noisy frame"
 
 
+def test_what_the_foreground_leaves_out_is_measured():
+    """Discs on a noisy backdrop: a foreground of all of them leaves nothing out, one of half of them leaves out
+    about as much as it holds. Development sizes photo 191, whose speckled stones the foreground cuts in half on a
+    textured frame (recall 0.42), is over `LEFT_OUT`; development sizes photo 5 (recall 0.97) is under it."""
+    img, lab = blobs(12.0, 20)
+    half = (lab > 0) & (lab <= 10)
+    assert scale.left_out(img, lab > 0) < 0.02
+    assert 0.7 < scale.left_out(img, half) < 1.3
+    for seed, flagged in ((191, True), (5, False)):
+        st = photo_stats(make_hoc("sizes", seed)[0])
+        assert (st.left_out > scale.LEFT_OUT) == flagged
+
+
 def test_objects_of_a_second_colour_on_a_textured_backdrop_are_found():
     """Yellow and purple discs on a grainy brown backdrop: the yellow ones set Otsu's threshold and the purple
     ones deviate from the backdrop no more than its grain does (recall 0.001 when only Otsu seeded GrabCut). Their

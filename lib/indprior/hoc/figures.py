@@ -29,7 +29,8 @@ def scale_figure(img: np.ndarray, cfg: HOCConfig | None = None) -> Figure:
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
-    """A run's headline in markdown, computed from its metrics.json: status, scores beside the baseline, time."""
+    """A run's headline in markdown, computed from its metrics.json: status, scores beside the baseline, time,
+    and the run's warnings."""
     if metrics.get("status") != "ok":
         return (f"**Status: failed.** {metrics.get('reason')}  \n**Advice:** {metrics.get('advice')}")
     ws = metrics.get("baseline_watershed", {})
@@ -46,4 +47,5 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     if "appearance_match" in metrics:
         lines.append(f"Colours of the generated instances vs the photo's objects: histogram intersection "
                      f"{metrics['appearance_match']:.2f} (1 = the same distribution).")
+    lines += [f"**Warning:** {note}" for note in metrics.get("warnings", [])]
     return "  \n".join(lines)

@@ -35,7 +35,7 @@ from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fra
 from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_instances
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, finish, write_instances
-from .scale import PhotoStats, is_elongated, photo_stats
+from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
 from .segment import rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
@@ -281,7 +281,13 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                "(typical object diameter in px) if the objects are tiny") from err
     facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
                  length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale,
-                 elongated=sc.elongated)  # which area hinge the GAN's masks had, and grouping
+                 elongated=sc.elongated,  # which area hinge the GAN's masks had, and grouping
+                 foreground_left_out=round(sc.stats.left_out, 3))
+    if sc.stats.left_out > LEFT_OUT:  # the run goes on, but says that its objects may come out cut
+        note = (f"the foreground leaves out {sc.stats.left_out:.0%} of its own area in parts that clearly differ "
+                "from the backdrop: objects may come out cut to one face or one colour (check overlay.png)")
+        facts.setdefault("warnings", []).append(note)
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     run_cfg = gan_run_config(cfg, sc)
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})

@@ -28,6 +28,7 @@ MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
 ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
+LEFT_OUT = 0.35  # a run warns when more than this share of the foreground's area differs from the backdrop outside it
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -227,6 +228,7 @@ class PhotoStats:
     width: float  # typical object width (2 x median inscribed radius), px
     length: float  # typical object length (median major axis of isolated single objects), px
     n_peaks: int  # candidate object centres found
+    left_out: float = 0.0  # what clearly differs from the backdrop but lies outside fg, as a share of fg (left_out)
 
     @property
     def diameter(self) -> float:
@@ -249,7 +251,23 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
     width = 2.0 * float(np.median(r))
     single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
     length = max(width, float(np.median(single))) if single else width
-    return PhotoStats(fg, float(fg.mean()), width, length, len(pts))
+    return PhotoStats(fg, float(fg.mean()), width, length, len(pts), left_out(image, fg))
+
+
+def left_out(image: np.ndarray, fg: np.ndarray) -> float:
+    """The pixels that clearly differ from the backdrop - deviation above max(frame noise, t / 2), t = Otsu's
+    threshold, in parts thicker than a disc of radius 2 px - more than 4 px outside the foreground `fg`, as a
+    share of the foreground's area. Large when the foreground kept one face or one colour of the objects and left
+    the rest as background (the lit tops of shaded pebbles, the yellow fruit of a mixed cluster): 0.56-1.71 on the
+    development photos where session 22's foreground did that; under 0.35 on every development photo (seeds 0-9,
+    100-199) whose foreground recall is 0.65 or more now (docs/method.md, session 24)."""
+    dev = deviation(image)
+    ring = _frame(*dev.shape)
+    t = threshold_otsu(dev)
+    noise = _robust_level(dev[_clean_frame(dev, ring)], 6)
+    outside = ~ndi.binary_dilation(fg, _DISK2, iterations=2)
+    missed = ndi.binary_opening((dev > max(noise, 0.5 * t)) & outside, _DISK2)
+    return float(missed.sum() / max(1, fg.sum()))
 
 
 def single_objects(fg: np.ndarray, width: float, pts: np.ndarray | None = None) -> np.ndarray:
