@@ -154,6 +154,13 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
 
     Colour photos and textured backgrounds go through GrabCut's colour models; a grey photo on a clean frame
     (fluorescence, a plain backdrop) is cut per object relative to its own peak, so dim objects count too."""
+    return _foreground(image, max_side)[0]
+
+
+def _foreground(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, float]:
+    """(`foreground`, its `left_out` share), the share read off the same deviation, threshold and frame noise
+    that cut the mask, at the working scale (the long side at most `max_side`; a larger photo's distances in px are
+    then the working scale's, as for every step of the foreground)."""
     image = check_rgb(image, "image", min_side=16)
     h, w = image.shape[:2]
     s = min(1.0, max_side / max(h, w))
@@ -161,7 +168,7 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     res, back = residual(small)
     dev = _norm(res)
     if float(dev.max() - dev.min()) < 8.0:  # a flat photo: nothing differs from the frame by a visible amount
-        return np.zeros((h, w), bool)
+        return np.zeros((h, w), bool), 0.0
     ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
     clean = _clean_frame(dev, ring)
@@ -170,9 +177,10 @@ def foreground(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
+    left = _left_out(dev, t, noise, fg)
     if s < 1:
         fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-    return fg
+    return fg, left
 
 
 def _half_max(dev: np.ndarray, floor: float, fg_gc: np.ndarray) -> np.ndarray:
@@ -228,7 +236,7 @@ class PhotoStats:
     width: float  # typical object width (2 x median inscribed radius), px
     length: float  # typical object length (median major axis of isolated single objects), px
     n_peaks: int  # candidate object centres found
-    left_out: float = 0.0  # what clearly differs from the backdrop but lies outside fg, as a share of fg (left_out)
+    left_out: float  # what clearly differs from the backdrop but lies outside fg, as a share of fg (left_out)
 
     @property
     def diameter(self) -> float:
@@ -239,7 +247,7 @@ class PhotoStats:
 def photo_stats(image: np.ndarray) -> PhotoStats:
     """Foreground, typical width and length of ONE photo. DataError (with advice) when no objects are found."""
     image = check_rgb(image, "image", min_side=16)
-    fg = foreground(image)
+    fg, left = _foreground(image)
     if fg.mean() < 1e-3 or fg.mean() > 0.8 or border_mean(fg, max(2, min(fg.shape) // 40)) > 0.5:
         raise DataError(f"image: no objects stand out from a background (foreground {fg.mean():.1%} of the photo, "
                         f"{border_mean(fg, max(2, min(fg.shape) // 40)):.0%} of its frame); a cluster photo shows "
@@ -251,7 +259,7 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
     width = 2.0 * float(np.median(r))
     single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
     length = max(width, float(np.median(single))) if single else width
-    return PhotoStats(fg, float(fg.mean()), width, length, len(pts), left_out(image, fg))
+    return PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
 
 
 def left_out(image: np.ndarray, fg: np.ndarray) -> float:
@@ -262,9 +270,12 @@ def left_out(image: np.ndarray, fg: np.ndarray) -> float:
     development photos where session 22's foreground did that; under 0.35 on every development photo (seeds 0-9,
     100-199) whose foreground recall is 0.65 or more now (docs/method.md, session 24)."""
     dev = deviation(image)
-    ring = _frame(*dev.shape)
     t = threshold_otsu(dev)
-    noise = _robust_level(dev[_clean_frame(dev, ring)], 6)
+    return _left_out(dev, t, _robust_level(dev[_clean_frame(dev, _frame(*dev.shape))], 6), fg)
+
+
+def _left_out(dev: np.ndarray, t: float, noise: float, fg: np.ndarray) -> float:
+    """`left_out` from the deviation `dev`, Otsu's threshold `t` and the frame's `noise` already at hand."""
     outside = ~ndi.binary_dilation(fg, _DISK2, iterations=2)
     missed = ndi.binary_opening((dev > max(noise, 0.5 * t)) & outside, _DISK2)
     return float(missed.sum() / max(1, fg.sum()))
