@@ -7,7 +7,7 @@ it (unsigned, so bright-on-dark and dark-on-light read alike) above Otsu's thres
 models then follow multi-coloured objects and textured backgrounds. Where Otsu's threshold falls between two faces
 of the objects themselves (their lit and dark sides; a yellow and a purple kind on wood), the seed is widened to the
 other face (`_seed`); when the mask still leaves out much of what differs from the backdrop, the seed is grown into
-it and GrabCut run again (`_grow`). The inverted photo gives the same mask.
+it and GrabCut run again (`_grow`, kept when it takes in most of what was left out). The inverted photo gives the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains).
@@ -29,7 +29,8 @@ MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
 ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
-LEFT_OUT = 0.35  # more than this share of the foreground's area differs from the backdrop outside it: cut again, then warn
+REGROW = 0.1  # the foreground is cut again with a grown seed when its first cut leaves out more than this (_foreground)
+LEFT_OUT = 0.35  # a run warns when more than this share of the foreground's area differs from the backdrop outside it
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -131,10 +132,10 @@ def _grow(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     backdrop's than 1.5 x the frame's own 99th percentile - shadows, the frame's texture. Only the thick part of
     what is added is kept (as on a clean frame, `_seed`).
 
-    Used by `_foreground` only when the first mask leaves more than `LEFT_OUT` of its area out (speckled stones
-    whose dark side Otsu's threshold split off on a textured frame, discs of two faces); used on every photo, it
-    joined touching stones through their darker rims and the size estimate rose (sizes photo 9: 1.07 -> 1.47 x the
-    truth). Chosen on the suite's development seeds (docs/method.md, sessions 24-25)."""
+    Used by `_foreground` only when the first mask leaves more than `REGROW` of its area out (speckled stones
+    whose dark side Otsu's threshold split off on a textured frame, discs of two faces, fruit of a second colour);
+    used on every photo, it joined touching stones through their darker rims and the size estimate rose (sizes
+    photo 9: 1.07 -> 1.47 x the truth). Chosen on the suite's development seeds (docs/method.md, sessions 24-25)."""
     dev = _norm(res)
     x = back + res
     angle = np.full(dev.shape, np.pi, np.float32)
@@ -200,14 +201,15 @@ def _foreground(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, fl
     seed = _seed(res, back, t, noise, clean)
     fg = ndi.binary_opening(_grabcut(small, dev, t, ring, seed), np.ones((3, 3), bool))
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
-    if grey and noise < 0.5 * t:  # a grey photo on a clean frame (fluorescence): dim objects count too
+    per_object = grey and noise < 0.5 * t  # a grey photo on a clean frame (fluorescence): dim objects count too
+    if per_object:
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
     left = _left_out(dev, t, noise, fg)
-    if left > LEFT_OUT and noise < 0.8 * t and clean.sum() >= 12:  # objects left out: grow the seed into them
+    if left > REGROW and not per_object and noise < 0.8 * t and clean.sum() >= 12:  # objects left out: grow into them
         retry = ndi.binary_opening(_grabcut(small, dev, t, ring, _grow(res, back, t, noise, clean, seed)),
                                    np.ones((3, 3), bool))
         left_retry = _left_out(dev, t, noise, retry)
-        if left_retry < left:
+        if left_retry < 0.5 * left:  # the second cut must take in most of what the first left out
             fg, left = retry, left_retry
     if s < 1:
         fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
@@ -299,8 +301,8 @@ def left_out(image: np.ndarray, fg: np.ndarray) -> float:
     share of the foreground's area. Large when the foreground kept one face or one colour of the objects and left
     the rest as background (the lit tops of shaded pebbles, the yellow fruit of a mixed cluster): 0.56-1.71 on the
     development photos where session 22's foreground did that. `_foreground` grows its seed and cuts again when its
-    first mask scores over `LEFT_OUT` (4 of the 660 development photos, seeds 0-9 and 100-199); after that every
-    development photo scores under it (docs/method.md, sessions 24-25)."""
+    first mask scores over `REGROW` (8 of the 660 development photos, seeds 0-9 and 100-199, took the second cut);
+    after that every development photo scores under `LEFT_OUT` (docs/method.md, sessions 24-25)."""
     dev = deviation(image)
     t = threshold_otsu(dev)
     return _left_out(dev, t, _robust_level(dev[_clean_frame(dev, _frame(*dev.shape))], 6), fg)
