@@ -109,10 +109,7 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     dev = _norm(res)
     seed = dev > t
     if noise < 0.25 * t:
-        parts, _ = ndi.label(dev > max(noise, 0.5 * t))
-        hit = np.unique(parts[seed])
-        grown = ndi.binary_opening(np.isin(parts, hit[hit > 0]) & ~seed, _DISK2)
-        return seed | grown
+        return _hysteresis(seed, dev > max(noise, 0.5 * t))
     if clean.sum() < 12:  # `clean`: the frame, objects standing in it left out (_clean_frame)
         return seed
     cov = np.cov(res[clean].reshape(-1, 3).T) + np.eye(3)  # + 1 grey level^2: a flat frame is not singular
@@ -142,7 +139,12 @@ def _grow(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     for v, b in ((x, back), (255.0 - x, 255.0 - back)):
         cos = (v * b).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-6)
         angle = np.minimum(angle, np.arccos(np.clip(cos, -1.0, 1.0)))
-    cand = (dev > max(noise, 0.5 * t)) & ~(angle < 1.5 * np.percentile(angle[clean], 99))
+    return _hysteresis(seed, (dev > max(noise, 0.5 * t)) & ~(angle < 1.5 * np.percentile(angle[clean], 99)))
+
+
+def _hysteresis(seed: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """`seed` plus the candidate pixels `cand` connected to it, only the thick part of what is added (a disc of
+    radius 2 px fits in it: blur halos and slivers along rims are dropped)."""
     parts, _ = ndi.label(cand | seed)
     hit = np.unique(parts[seed])
     return seed | ndi.binary_opening(np.isin(parts, hit[hit > 0]) & ~seed & cand, _DISK2)
@@ -198,16 +200,18 @@ def _foreground(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, fl
     t = threshold_otsu(dev)
     clean = _clean_frame(dev, ring)
     noise = _robust_level(dev[clean], 6)
+    def cut(seed: np.ndarray) -> np.ndarray:
+        return ndi.binary_opening(_grabcut(small, dev, t, ring, seed), np.ones((3, 3), bool))
+
     seed = _seed(res, back, t, noise, clean)
-    fg = ndi.binary_opening(_grabcut(small, dev, t, ring, seed), np.ones((3, 3), bool))
+    fg = cut(seed)
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     per_object = grey and noise < 0.5 * t  # a grey photo on a clean frame (fluorescence): dim objects count too
     if per_object:
         fg = _half_max(dev, max(noise, 0.25 * t), fg)
     left = _left_out(dev, t, noise, fg)
     if left > REGROW and not per_object and noise < 0.8 * t and clean.sum() >= 12:  # objects left out: grow into them
-        retry = ndi.binary_opening(_grabcut(small, dev, t, ring, _grow(res, back, t, noise, clean, seed)),
-                                   np.ones((3, 3), bool))
+        retry = cut(_grow(res, back, t, noise, clean, seed))
         left_retry = _left_out(dev, t, noise, retry)
         if left_retry < 0.5 * left:  # the second cut must take in most of what the first left out
             fg, left = retry, left_retry
