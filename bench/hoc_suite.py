@@ -35,10 +35,11 @@ from indprior.report import suite_summary
 HERE = Path(__file__).resolve().parent
 KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", "coins")
 # factory_pool: how many cut-outs the segmenter learned from (copypaste.factory_pool); foreground_left_out and
-# warnings: what clearly differs from the backdrop outside the photo's foreground, and the run's warning (scale.left_out)
+# warnings: what clearly differs from the backdrop outside the photo's foreground, and the run's warning (scale.left_out);
+# foreground_covered: the share of the foreground that the instances cover (run.COVERED)
 FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
           "instance_size", "instance_size_estimated", "seconds", "status", "reason", "elongated",
-          "factory_pool", "foreground_left_out", "warnings")
+          "factory_pool", "foreground_left_out", "foreground_covered", "warnings")
 
 ONE_RUN = r"""
 import json, resource, sys

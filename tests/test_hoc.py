@@ -24,7 +24,7 @@ from indprior.hoc import (
     upsample_labels,
 )
 from indprior.hoc.figures import summary_markdown
-from indprior.hoc.scale import LEFT_OUT
+from indprior.hoc.scale import LEFT_OUT, photo_stats
 from indprior.hoc.siseg import MeanSegmenter
 from indprior.models import label_map
 
@@ -158,7 +158,10 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     assert keys - {"task", "instance_size", "profile", "baseline_watershed"} <= set(saved["baseline_watershed"])
     assert saved["count_pred"] == len(np.unique(inst[inst > 0])) and saved["count_gt"] == int(gt.max())
     assert m == saved
-    assert 0 <= saved["foreground_left_out"] < LEFT_OUT and "warnings" not in saved  # the foreground holds the objects
+    assert 0 <= saved["foreground_left_out"] < LEFT_OUT  # the foreground holds the objects
+    fg = photo_stats(image).fg  # the share of it the instances cover, and the warning when that is small
+    assert saved["foreground_covered"] == round(float(((inst > 0) & fg).sum() / fg.sum()), 3)
+    assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED)
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
     assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
     assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
@@ -204,6 +207,11 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     assert m4["status"] == "ok" and "come out cut" in m4["warnings"][0]
     assert "**Warning:** the foreground leaves out" in summary_markdown(m4)  # what notebook 03 shows
     assert json.loads((tmp_path / "warned" / "metrics.json").read_text())["warnings"] == m4["warnings"]
+    monkeypatch.setattr(hoc_run, "LEFT_OUT", 1.0)
+    monkeypatch.setattr(hoc_run, "COVERED", 1.01)  # as if the instances had missed most objects: the run says so
+    with pytest.warns(RuntimeWarning, match="instances cover only"):
+        m5 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
+    assert m5["status"] == "ok" and any("pass instance_size" in w for w in m5["warnings"])
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):
