@@ -400,20 +400,20 @@ def test_single_objects_are_the_lone_convex_objects_and_their_windows_hold_them_
     assert ((wins[1] > 0) & (wins[1] < 0.5)).any()  # a soft rim outside the object
 
 
-def test_a_convex_heap_or_two_rods_side_by_side_is_no_lone_rod():
-    """The rod branch of `single_objects` (a convex part at least 2 widths long) admits only parts about one width
-    wide. A convex heap of round fruit passed it on development fruit photo 141: its length read 201 px for fruit
-    50 px wide, the photo was taken for rods, rescaled to 43 px and the run failed (docs/method.md, session 26)."""
+def test_a_convex_heap_of_round_objects_is_no_lone_rod():
+    """The rod branch of `single_objects` (a convex part at least 2 widths long) admits only parts at most
+    `ROD_WIDTH` widths wide. A convex heap of round fruit passed it on development fruit photo 141: its length read
+    201 px for fruit 50 px wide, the photo was taken for rods, rescaled to 43 px and the run failed
+    (docs/method.md, session 26)."""
     from indprior.hoc.scale import single_objects
     fg = np.zeros((100, 160), bool)
     fg[10:16, 10:50] = True  # a lone rod 40 x 6: single
-    fg[30:42, 10:50] = True  # two such rods fused side by side (12 wide): no single
-    singles = single_objects(fg, width=6.0)
-    assert singles[12, 30] and not singles[36, 30]
-    yy, xx = np.mgrid[:100, :160]
-    heap = np.zeros((100, 160), bool)  # two rows of five discs 20 px wide, overlapping: convex (solidity 0.90),
-    for cy, cx in [(42, 40 + 16 * i) for i in range(5)] + [(56, 48 + 16 * i) for i in range(5)]:  # 97 x 36 px
-        heap |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 10 ** 2
+    assert single_objects(fg, width=6.0)[12, 30]
+    yy, xx = np.mgrid[:120, :200]
+    heap = np.zeros((120, 200), bool)  # three rows of six discs 20 px wide, overlapping: convex (solidity 0.91),
+    for j in range(3):  # 5.8 x 2.6 widths, 4 centre peaks (fruit 141's heap: 4.0 x 2.6 widths)
+        for i in range(6):
+            heap |= (yy - (30 + 14 * j)) ** 2 + (xx - (40 + 16 * i + 8 * (j % 2))) ** 2 <= 10 ** 2
     assert not single_objects(heap, width=20.0).any()
     img, _ = make_hoc("fruit", 141)
     st = photo_stats(img)

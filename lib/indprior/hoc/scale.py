@@ -27,7 +27,9 @@ from ..data.images import DataError, border_mean, check_rgb
 
 MIN_WIDTH = 3.0  # px: objects thinner than this are noise, not a cluster
 ELONGATED = 2.0  # objects at least this many widths long are elongated (rods, grains): grouped and masked as such
-ROD_WIDTH = 1.5  # a lone rod is at most this many typical widths wide (a fused pair of rods, a merged heap is not)
+ROD_WIDTH = 2.5  # a lone rod or grain is at most this many typical widths wide: a convex heap of round objects is
+# not. At 1.5 two rods fused side by side (~2 widths) were no single either, and held-out rods fell (docs/method.md,
+# session 26)
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 REGROW = 0.1  # the foreground is cut again with a grown seed when its first cut leaves out more than this (_foreground)
@@ -324,7 +326,7 @@ def single_objects(fg: np.ndarray, width: float, pts: np.ndarray | None = None) 
     """The lone objects (isolated single objects, "singles") of a foreground: its connected components that are
     convex (solidity >= 0.9), at least half a disc of the typical `width` (specks of noise are no object), and hold
     one centre peak (`centre_peaks`, or `pts`) or have a rod's or grain's shape (major axis >= 2 widths, minor axis
-at most `ROD_WIDTH` widths: a convex heap of round fruit or two rods fused side by side is no lone rod). Label map
+at most `ROD_WIDTH` widths: a convex heap of round fruit is no lone rod). Label map
     (int32, 0 elsewhere), labelled as `ndi.label(fg)` labels them. Each is measured right (its major axis 0.98-1.01 of its
     ground-truth rod's on the suite's rods, docs/method.md, session 19); which objects lie alone is chance."""
     if pts is None:
