@@ -274,6 +274,12 @@ def _gt(gt: str | Path | np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
 
 
 # ----------------------------------------------------------------------------- the whole experiment
+def _warn(facts: dict[str, Any], note: str) -> None:
+    """A run that goes on but may be wrong: the note under metrics.json's "warnings" and as a RuntimeWarning."""
+    facts.setdefault("warnings", []).append(note)
+    warnings.warn(note, RuntimeWarning, stacklevel=3)
+
+
 def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch.device, resume: bool,
                        progress: bool, facts: dict[str, Any]) -> np.ndarray:
     """Every stage after the inputs; `facts` collects what metrics.json reports. Raises Failed with advice."""
@@ -287,10 +293,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                  elongated=sc.elongated,  # which area hinge the GAN's masks had, and grouping
                  foreground_left_out=round(sc.stats.left_out, 3))
     if sc.stats.left_out > LEFT_OUT:  # the run goes on, but says that its objects may come out cut
-        note = (f"the foreground leaves out {sc.stats.left_out:.0%} of its own area in parts that clearly differ "
-                "from the backdrop: objects may come out cut to one face or one colour (check overlay.png)")
-        facts.setdefault("warnings", []).append(note)
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
+        _warn(facts, f"the foreground leaves out {sc.stats.left_out:.0%} of its own area in parts that clearly "
+                     "differ from the backdrop: objects may come out cut to one face or one colour (check overlay.png)")
     run_cfg = gan_run_config(cfg, sc)
     write_json(out_dir / "run.json", {"config": C.to_dict(cfg), "rescale": sc.rescale, "instance_size": sc.size,
                                       "crop": sc.crop, "window": sc.window, "width": sc.width, "length": sc.length})
@@ -324,10 +328,9 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     covered = float(((labels > 0) & sc.stats.fg).sum() / max(1, sc.stats.fg.sum()))
     facts["foreground_covered"] = round(covered, 3)
     if covered < COVERED:  # the run goes on, but says that most of the photo's objects may be missing
-        note = (f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing or "
-                "the size used may be wrong (check overlay.png; pass instance_size, the typical object diameter in px)")
-        facts.setdefault("warnings", []).append(note)
-        warnings.warn(note, RuntimeWarning, stacklevel=2)
+        _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
+                     "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
+                     "diameter in px)")
     return labels
 
 
