@@ -34,6 +34,56 @@ def test_segmenting_provider_shapes_and_box_constraint():
     assert ((m >= 0) & (m <= 1)).all()
 
 
+def _red_disc_on_blue_and_green():
+    """A 32 px window: a blue frame (the margin) and green strips inside the box, a red disc in the middle."""
+    win = torch.zeros(1, 3, 32, 32)
+    win[:, 2] = 0.8  # blue everywhere ...
+    box = torch.zeros(1, 1, 32, 32)
+    box[..., 6:26, 6:26] = 1
+    win[:, :, 6:26, 6:10] = torch.tensor([-1.0, 0.8, -1.0])[:, None, None]  # ... green strips in the box, left
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    disc = ((yy - 16) ** 2 + (xx - 17) ** 2 <= 36)
+    win[0, :, disc] = torch.tensor([0.9, -0.9, -0.9])[:, None]
+    return win, box, disc
+
+
+def test_colour_cue_marks_colours_found_only_inside_the_box():
+    from indprior.models import colour_cue
+    win, box, disc = _red_disc_on_blue_and_green()
+    cue = colour_cue(win, box)[0, 0]
+    assert cue.shape == (32, 32) and ((cue >= 0) & (cue <= 1)).all()
+    assert (cue[box[0, 0] == 0] == 0).all(), "no cue outside the box"
+    assert cue[disc].min() > 0.95, "red occurs only inside the box"
+    assert cue[6:26, 6:10].min() > 0.95, "so does the green"
+    blue_in_box = (box[0, 0] == 1) & ~disc
+    blue_in_box[6:26, 6:10] = False
+    assert cue[blue_in_box].max() < 0.5, "blue fills the margin: inside the box it reads as background"
+    assert torch.equal(colour_cue(win.flip(-1), box.flip(-1)), colour_cue(win, box).flip(-1)), "no position in it"
+
+
+def test_provider_with_the_cue_starts_from_the_cues_log_odds():
+    win, box, disc = _red_disc_on_blue_and_green()
+    p = SegmentingProvider(8, 2, cue=8)
+    assert p.net.down[0][0].in_channels == 5 and SegmentingProvider(8, 2).net.down[0][0].in_channels == 4
+    for param in p.net.parameters():  # a net that outputs 0: the mask is the (clamped) cue itself
+        torch.nn.init.zeros_(param)
+    a, m = p(win, box)
+    assert torch.equal(a, win) and (m[box == 0] == 0).all()
+    from indprior.models import colour_cue
+    want = colour_cue(win, box).clamp(0.02, 0.98) * box
+    assert torch.allclose(m, want, atol=1e-5)
+    assert m[0, 0][disc].min() > 0.95
+    assert SegmentingProvider(8, 2, cue=0)(win, box)[1].shape == m.shape  # the paper's provider: window + box only
+
+
+def test_the_colour_cue_alone_thresholds_the_cue():
+    from indprior.task1.infer import ColourCueAlone
+    win, box, disc = _red_disc_on_blue_and_green()
+    m = ColourCueAlone()(win, box)[1][0, 0]
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    assert m[disc].all() and m.sum() == disc.sum() + 20 * 4, "the red disc and the green strips, nothing blue"
+
+
 def test_unet_rejects_indivisible_size():
     with pytest.raises(ValueError, match="divisible"):
         UNet(3, 1, base=4, levels=3)(torch.zeros(1, 3, 20, 20))
@@ -160,11 +210,14 @@ def test_config_profiles_and_errors():
     saved = C.to_dict(C.make_config(Task1Config, "cpu"))
     assert C.from_dict(Task1Config, saved).views == 10
     assert C.from_dict(Task1Config, saved).self_train_paste == 1.0
-    del saved["views"], saved["self_train_paste"]  # a run saved before these existed ran without them, and loads so
-    old = C.from_dict(Task1Config, saved)
-    assert old.views == 1 and old.self_train_paste == 0.0
+    assert C.from_dict(Task1Config, saved).colour_cue == 8
+    del saved["views"], saved["self_train_paste"], saved["colour_cue"]  # a run saved before these existed ran
+    old = C.from_dict(Task1Config, saved)  # without them, and loads so
+    assert old.views == 1 and old.self_train_paste == 0.0 and old.colour_cue == 0
     with pytest.raises(C.ConfigError, match="self_train_paste=1.5"):
         C.make_config(Task1Config, "cpu", self_train_paste=1.5)
+    with pytest.raises(C.ConfigError, match="colour_cue=1"):
+        C.make_config(Task1Config, "cpu", colour_cue=1)
 
 
 def test_flatten_head_critic_is_size_bound():

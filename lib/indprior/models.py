@@ -61,22 +61,54 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+@torch.no_grad()
+def colour_cue(window: torch.Tensor, box: torch.Tensor, levels: int = 8) -> torch.Tensor:
+    """How much more often each pixel's colour occurs inside the box than in the window's margin around it.
+
+    The colours are binned (`levels` per channel); with h_in, h_out the normalised histograms of the box and of
+    the rest of the window (each bin + 0.5), the cue of a pixel is h_in / (h_in + h_out) of its bin: near 1 for
+    colours found only inside the box, 0.5 for colours found alike in both, 0 outside the box. A label-free
+    feature of the window alone (the first estimate GrabCut's colour models start from), so it is computed
+    again for every view, flip or pasted window. window: b 3 s s in [-1, 1]; box: b 1 s s in {0, 1}. Returns
+    b 1 s s float32 in [0, 1].
+    """
+    b, n_bins = window.shape[0], levels ** 3
+    q = ((window.float() + 1) * (levels / 2)).long().clamp(0, levels - 1)
+    bins = ((q[:, 0] * levels + q[:, 1]) * levels + q[:, 2]).flatten(1)  # b (s s)
+    inside = box.flatten(1).float()
+    h_in = torch.zeros(b, n_bins, device=window.device).scatter_add_(1, bins, inside) + 0.5
+    h_out = torch.zeros(b, n_bins, device=window.device).scatter_add_(1, bins, 1 - inside) + 0.5
+    p_in = (h_in / h_in.sum(1, keepdim=True)).gather(1, bins)
+    p_out = (h_out / h_out.sum(1, keepdim=True)).gather(1, bins)
+    return (p_in / (p_in + p_out) * inside).view(box.shape)
+
+
 class SegmentingProvider(nn.Module):
     """Task-1 provider: the instance is the real box window; its mask is predicted by a U-Net.
 
     The net sees the window and the box (4th channel) and its mask is multiplied by the box, so the
-    mask is zero outside the box by construction.
+    mask is zero outside the box by construction. With `cue` > 0 (colour levels per channel) it also sees
+    `colour_cue` (5th channel), and its logits are a correction to the cue's log-odds: it starts from the
+    window's own colour statistics and the adversarial game reshapes that (docs/method.md, session 27).
     """
 
-    def __init__(self, base: int = 32, levels: int = 4):
+    CUE_CLAMP = 0.02  # the cue's log-odds are taken of the cue clamped to [0.02, 0.98] (at most +-3.9)
+
+    def __init__(self, base: int = 32, levels: int = 4, cue: int = 0):
         super().__init__()
-        self.net = UNet(4, 1, base, levels, norm="instance")
+        self.cue = cue
+        self.net = UNet(5 if cue else 4, 1, base, levels, norm="instance")
 
     def forward(self, window: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # window: b 3 h w in [-1, 1];  box: b 1 h w in {0, 1}
         assert window.dim() == 4 and window.shape[1] == 3, f"window must be b 3 h w, got {tuple(window.shape)}"
         assert box.shape[1:] == (1, *window.shape[2:]), f"box must be b 1 h w, got {tuple(box.shape)}"
-        logits = self.net(torch.cat([window, box * 2 - 1], 1))  # b 1 h w
+        if not self.cue:
+            return window, torch.sigmoid(self.net(torch.cat([window, box * 2 - 1], 1))) * box
+        cue = colour_cue(window, box, self.cue)
+        logits = self.net(torch.cat([window, box * 2 - 1, cue.to(window.dtype) * 2 - 1], 1)).float()  # b 1 h w
+        cue = cue.clamp(self.CUE_CLAMP, 1 - self.CUE_CLAMP)
+        logits = logits + torch.log(cue / (1 - cue))
         return window, torch.sigmoid(logits) * box
 
 

@@ -14,6 +14,7 @@ from ..core.trainer import CHECKPOINT, load_checkpoint
 from ..data.images import to_float
 from ..data.windows import PastedMasks, WindowSet
 from ..metrics import foreground_scores
+from ..models import colour_cue
 from .config import VIEW_SCALES, VIEWS, Task1Config
 from .method import IndependencePriorTask1
 
@@ -41,6 +42,21 @@ def _view_masks(provider: torch.nn.Module, win: torch.Tensor, box: torch.Tensor,
             acc = acc + _zoomed(pair, 1 / scale, padding="zeros")
             seen = seen + 2 * _zoomed(torch.ones_like(pair[:1]), 1 / scale, padding="zeros")  # the same for each window
     return acc / seen.clamp_min(1e-6)
+
+
+class ColourCueAlone(torch.nn.Module):
+    """A baseline with no learning, called like a provider: the mask is `models.colour_cue` of the window over
+    `threshold`. 0.8 was the best of 0.5-0.9 on the development draw's validation split (docs/method.md, session
+    27). It shows what the colour statistics alone give, beside the provider that starts from them."""
+
+    THRESHOLD = 0.8
+
+    def __init__(self, levels: int = 8, threshold: float = THRESHOLD):
+        super().__init__()
+        self.levels, self.threshold = levels, threshold
+
+    def forward(self, window: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return window, (colour_cue(window, box, self.levels) > self.threshold).float() * box
 
 
 @torch.no_grad()

@@ -102,7 +102,7 @@ class IndependencePriorTask1:
 
     def __init__(self, cfg: Task1Config, device: torch.device):
         self.cfg, self.device = cfg, device
-        self.provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device)
+        self.provider = SegmentingProvider(cfg.unet_base, cfg.unet_levels, cfg.colour_cue).to(device)
         self.layout = Layout(self.code_dim, cfg.pose_scale, cfg.pose_rotation_deg, cfg.pose_translation).to(device)
         self.D = Discriminator(cfg.image_size, cfg.d_base, cin=4 if cfg.d_box else 3, head=cfg.d_head).to(device)
         self.ema = EMA(self.provider, cfg.ema_decay)

@@ -27,7 +27,7 @@ from ..data.datasets import open_dataset, split_off
 from ..data.windows import PastedMasks, WindowSet, prepare_windows, save_masks
 from ..metrics import foreground_scores, foreground_summary
 from .config import Task1Config
-from .infer import evaluate, full_masks
+from .infer import ColourCueAlone, evaluate, full_masks
 from .method import IndependencePriorTask1, Task1Batches, background_bank, collapse_reason, sample_composites
 from .selftrain import pseudo_labels, self_train
 
@@ -122,6 +122,11 @@ class EvalSplit:
                             desc="grabcut from the box", progress=self.progress)
         return foreground_summary([m for m, ok in zip(masks, self.has_gt) if ok], self.gts) if self.gts else {}
 
+    def colour_cue_box(self, levels: int) -> dict[str, float]:
+        """The colour cue alone, no learning (infer.ColourCueAlone), through the same views as every stage."""
+        probs = full_masks(ColourCueAlone(levels or 8), self.ws, self.device, self.views)
+        return foreground_summary(probs.where(self.rows, 0.5), self.gts) if self.gts else {}
+
     def whole_box_iou(self) -> float:
         """IoU of the box itself as the mask (a read-only view: no n x s x s array of ones)."""
         side = self.ws.windows.shape[-2:]
@@ -212,12 +217,14 @@ def run_task1(cfg: Task1Config, out_dir: str | Path, *, resume: bool = True, pro
     if test.gts:
         metrics["whole_box_iou_mean"] = test.whole_box_iou()
         metrics["grabcut_box"] = test.grabcut_box()
+        metrics["colour_cue_box"] = test.colour_cue_box(cfg.colour_cue)
     metrics.update({k: v for k, v in rows.items() if v})
     if data.val is not None:  # the validation split of the train images: GT used here, for choosing only
         val = EvalSplit(data.val_ds, data.val, None, device, progress, cfg.views)
         metrics["val"] = {k: v.get("iou_mean") for k, v in val.stages(method.ema.module, student, grabcut).items()}
         metrics["val"]["whole_box"], metrics["val"]["n_images"] = val.whole_box_iou(), len(data.val)
         metrics["val"]["grabcut_box"] = val.grabcut_box().get("iou_mean")
+        metrics["val"]["colour_cue_box"] = val.colour_cue_box(cfg.colour_cue).get("iou_mean")
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     metrics["train_seconds"] = round(train_seconds, 1)
     metrics["provenance"] = provenance()

@@ -43,7 +43,7 @@ def stage_model(run_dir: str | Path, stage: str, device: torch.device) -> tuple[
     if stage.startswith("self_trained"):
         if not student.is_file():
             raise FileNotFoundError(f"{student}: missing; this run has no self-trained stage (self_train_steps=0)")
-        net = SegmentingProvider(cfg.unet_base, cfg.unet_levels).to(device)
+        net = SegmentingProvider(cfg.unet_base, cfg.unet_levels, cfg.colour_cue).to(device)
         net.load_state_dict(torch.load(student, map_location=device, weights_only=True)["state"])
     return cfg, net.eval(), stage
 

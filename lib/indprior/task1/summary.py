@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-ROWS = (("GAN (the paper's method: EMA provider)", None), ("+ GrabCut refinement", "refined_grabcut"),
+ROWS = (("GAN (EMA provider)", None), ("+ GrabCut refinement", "refined_grabcut"),
         ("self-trained (one forward pass)", "self_trained"), ("self-trained + GrabCut (last stage)", "self_trained_grabcut"),
-        ("GrabCut from the box (classical)", "grabcut_box"))
+        ("GrabCut from the box (classical)", "grabcut_box"),
+        ("the colour cue alone (no learning; what the provider starts from)", "colour_cue_box"))
 
 
 def stage_iou(metrics: dict[str, Any], key: str | None) -> float | None:
