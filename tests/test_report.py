@@ -19,7 +19,7 @@ def _task1(seed, iou, profile="cpu"):
 def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(tmp_path):
     runs = tmp_path / "runs"
     _write(runs / "t1_s0", _task1(0, 0.70))
-    _write(runs / "t1_s1", _task1(1, 0.60))
+    _write(runs / "t1_s1", _task1(1, 0.60) | {"colour_cue_box": {"iou_mean": 0.83}})  # a run since session 27
     _write(runs / "nbval" / "02", _task1(0, 0.11, profile="smoke"))
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")
@@ -43,6 +43,7 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
 
     assert "0.650 / 0.600" in page  # GAN: mean / worst over the two seeds
     assert "0.700 / 0.650" in page  # self-trained
+    assert "| 0.800 | 0.830 | 0.650 / 0.600 |" in page  # GrabCut from the box, the cue alone (the one run with it), GAN
     assert "0.11" not in page  # the smoke run is not a result
     assert "abc1234" in page and "2 cores" in page
     line = next(ln for ln in page.splitlines() if ln.startswith("| coins |"))

@@ -64,10 +64,12 @@ def task1_summary(runs: list[tuple[Path, dict]]) -> str:
     for _, m in runs:
         if _is_task1(m):
             groups[(m.get("dataset"), m.get("profile"))].append(m)
-    lines = ["| dataset | profile | runs (seeds) | GrabCut from the box | " + " | ".join(f"{n} mean / worst" for _, n in STAGES)
-             + " | seconds mean |", "|" + "---|" * (5 + len(STAGES))]
+    lines = ["| dataset | profile | runs (seeds) | GrabCut from the box | the colour cue alone | "
+             + " | ".join(f"{n} mean / worst" for _, n in STAGES) + " | seconds mean |", "|" + "---|" * (6 + len(STAGES))]
     for (dataset, profile), ms in sorted(groups.items(), key=lambda x: str(x[0])):
-        cells = [dataset, profile, f"{len(ms)} ({', '.join(str(m.get('seed', '?')) for m in ms)})", _f(grabcut.get(dataset))]
+        cue = [v for v in (_iou(m, "colour_cue_box") for m in ms) if v is not None]  # runs since session 27
+        cells = [dataset, profile, f"{len(ms)} ({', '.join(str(m.get('seed', '?')) for m in ms)})", _f(grabcut.get(dataset)),
+                 _f(float(np.mean(cue))) if cue else "–"]
         for key, _ in STAGES:
             vals = [v for v in (_iou(m, key) for m in ms) if v is not None]
             cells.append(f"{np.mean(vals):.3f} / {min(vals):.3f}" if vals else "–")
@@ -78,12 +80,13 @@ def task1_summary(runs: list[tuple[Path, dict]]) -> str:
 
 def task1_runs(runs: list[tuple[Path, dict]], root: Path) -> str:
     """Every task-1 run: its stages' test IoU, the whole box, seconds, and what made it."""
-    lines = ["| run | dataset | profile | seed | whole box | GrabCut from the box | " + " | ".join(n for _, n in STAGES)
-             + " | seconds | commit | command | hardware |", "|" + "---|" * (10 + len(STAGES))]
+    lines = ["| run | dataset | profile | seed | whole box | GrabCut from the box | the colour cue alone | "
+             + " | ".join(n for _, n in STAGES) + " | seconds | commit | command | hardware |", "|" + "---|" * (11 + len(STAGES))]
     for d, m in runs:
         if _is_task1(m):
             cells = [f"`{d.relative_to(root)}`", m.get("dataset"), m.get("profile"), m.get("seed", "?"),
-                     _f(m.get("whole_box_iou_mean")), _f(_iou(m, "grabcut_box")), *(_f(_iou(m, k)) for k, _ in STAGES),
+                     _f(m.get("whole_box_iou_mean")), _f(_iou(m, "grabcut_box")), _f(_iou(m, "colour_cue_box")),
+                     *(_f(_iou(m, k)) for k, _ in STAGES),
                      _f(m.get("seconds"), 0),
                      *_prov(m)]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
