@@ -89,7 +89,7 @@ def test_run_task1_smoke_writes_masks_and_metrics(tiny_root, tmp_path):
         assert key in saved
     assert saved["task"] == "foreground" and saved["split"] == "test" and saved["n_images"] == 6
     cue_alone = saved["colour_cue_box"]  # the baseline beside every run: the colour cue without learning
-    assert 0 <= cue_alone["iou_mean"] <= 1 and cue_alone["n_images"] == 6
+    assert 0 <= cue_alone["iou_mean"] <= 1 and cue_alone["n_with_gt"] == 6
     assert sorted(p.name for p in (tmp_path / "out" / "samples").iterdir()) == ["composites_000004.png"]
     ds = CubDataset(tiny_root, "test")
     from PIL import Image
