@@ -12,7 +12,7 @@ from indprior.task1 import Task1Config, run_task1
 
 METHODS = ["independence prior (EMA U-Net)", "independence prior + GrabCut refinement",
            "independence prior + self-training (GrabCut pseudo-labels)", "independence prior + self-training + GrabCut refinement",
-           "GrabCut (box init)", "whole box", "ReDO", "ReDO (GT-free side)"]
+           "the colour cue alone (no learning)", "GrabCut (box init)", "whole box", "ReDO", "ReDO (GT-free side)"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -39,8 +39,10 @@ def test_one_row_per_method_with_the_documented_columns(smoke_runs):
     assert all(tuple(r) == compare.COLUMNS for r in rows)
     by = {r["method"]: r for r in rows}
     assert by["ReDO"]["eval"] == compare.BEST_SIDE and "uses GT" in by["ReDO"]["eval"]
-    assert all(by[m]["eval"] == compare.BOX for m in METHODS[:6])
-    for m in METHODS[:5] + ["ReDO"]:
+    assert all(by[m]["eval"] == compare.BOX for m in METHODS[:7])
+    cue = by["the colour cue alone (no learning)"]
+    assert abs(cue["iou_mean"] - smoke_runs["t1"]["colour_cue_box"]["iou_mean"]) < 1e-3 and cue["train_seconds"] is None
+    for m in METHODS[:4] + ["GrabCut (box init)", "ReDO"]:
         r = by[m]
         assert 0 <= r["acc"] <= 1 and 0 <= r["iou_mean"] <= 1 and 0 <= r["iou_pooled"] <= 1 and r["split"] == "test"
         assert r["infer_images_per_s"] > 0

@@ -151,6 +151,9 @@ def method_rows(task1: dict | None = None, grabcut: dict | None = None, redo: di
             rows.append(pick(task1["self_trained_grabcut"], method="independence prior + self-training + GrabCut refinement",
                              eval=BOX, infer_images_per_s=rates.get("refined"), device=f"{task1.get('device')} + {OPENCV}",
                              **self_same))
+        if "colour_cue_box" in task1:  # runs since session 27: what the provider's colour cue gives without learning
+            rows.append(pick(task1["colour_cue_box"], method="the colour cue alone (no learning)", eval=BOX,
+                             split=task1.get("split")))
     if grabcut:
         rows.append(pick(grabcut, method="GrabCut (box init)", eval=BOX, infer_images_per_s=grabcut.get("infer_images_per_s"),
                          device=OPENCV, split=grabcut.get("split")))
