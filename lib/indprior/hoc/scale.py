@@ -326,8 +326,9 @@ def single_objects(fg: np.ndarray, width: float, pts: np.ndarray | None = None) 
     """The lone objects (isolated single objects, "singles") of a foreground: its connected components that are
     convex (solidity >= 0.9), at least half a disc of the typical `width` (specks of noise are no object), and hold
     one centre peak (`centre_peaks`, or `pts`) or have a rod's or grain's shape (major axis >= 2 widths, minor axis
-    at most `ROD_WIDTH` widths: a convex heap of round fruit is no lone rod). Label map (int32, 0 elsewhere), labelled as `ndi.label(fg)` labels them. Each is measured right (its major axis 0.98-1.01 of its
-    ground-truth rod's on the suite's rods, docs/method.md, session 19); which objects lie alone is chance."""
+    at most `ROD_WIDTH` widths: a convex heap of round fruit is no lone rod). Label map (int32, 0 elsewhere),
+    labelled as `ndi.label(fg)` labels them. Each is measured right (its major axis 0.98-1.01 of its ground-truth
+    rod's on the suite's rods, docs/method.md, session 19); which objects lie alone is chance."""
     if pts is None:
         pts, _ = centre_peaks(fg)
     comps, n = ndi.label(fg)
