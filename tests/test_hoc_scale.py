@@ -521,8 +521,6 @@ def test_a_gan_on_another_scene_gives_the_same_masks_for_the_same_windows():
     assert other.mask_net is not gan.mask_net and other.scene is not scene
 
 
-
-
 def test_dimples_inside_objects_do_not_shrink_the_width():
     """Dark dimples inside bright objects are holes in the foreground, and each hole rings itself with small centre
     peaks: development fruit photo 116 read 0.57 x its diameter (F1 0.341). Where the photo gives at least
