@@ -36,7 +36,8 @@ REGROW = 0.1  # the foreground is cut again with a grown seed when its first cut
 LEFT_OUT = 0.35  # a run warns when more than this share of the foreground's area differs from the backdrop outside it
 FILL_PEAKS, FILL_DISCS, FILL_HOLE = 20, 2.0, 0.125  # a photo with at least FILL_PEAKS centre peaks whose foreground
 # holds at least FILL_DISCS discs of the first width per peak has its width measured again with the foreground's holes
-# under FILL_HOLE of such a disc filled (dimples and highlights inside objects set small peaks: small_holes_filled)
+# under FILL_HOLE of such a disc filled (dimples and highlights inside objects set small peaks: small_holes_filled;
+# photos of elongated objects never: docs/method.md, session 28)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -299,20 +300,28 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
     if len(pts) < 2:
         raise DataError(f"image: found {len(pts)} object(s) of width >= {MIN_WIDTH:g} px; a cluster photo has many. "
                         "Pass instance_size explicitly if the objects are tiny")
-    sized = small_holes_filled(fg, pts, r)
+    width, length = _width_length(fg, pts, r)
+    sized = fg if is_elongated(length, width) else small_holes_filled(fg, pts, r)  # rods: no dimples
     if sized is not fg:
         pts, r = centre_peaks(sized)
-    width = 2.0 * float(np.median(r))
-    single = [p.axis_major_length for p in regionprops(single_objects(sized, width, pts))]
-    length = max(width, float(np.median(single))) if single else width
+        width, length = _width_length(sized, pts, r)
     return PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
+
+
+def _width_length(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> tuple[float, float]:
+    """Typical width (2 x the median inscribed radius at the centre peaks) and length (the median major axis of the
+    single objects, at least the width) of the objects in `fg`."""
+    width = 2.0 * float(np.median(r))
+    single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
+    return width, (max(width, float(np.median(single))) if single else width)
 
 
 def small_holes_filled(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> np.ndarray:
     """`fg` with its holes smaller than FILL_HOLE of a disc of the first width estimate filled, where the peaks say
     that estimate is far too small (at least FILL_PEAKS peaks, at least FILL_DISCS such discs of foreground per
     peak: dark dimples of shaded fruit make holes, each hole a ring of small peaks); else `fg` itself. Only the size
-    is measured on it; the foreground stays as it is."""
+    is measured on it; the foreground stays as it is. `photo_stats` asks only for photos of round objects: a rod's
+    ridge gives a peak per width, so there many discs per peak do not mean a wrong width."""
     width = 2.0 * float(np.median(r))
     disc = np.pi * width ** 2 / 4
     if len(pts) < FILL_PEAKS or fg.sum() / disc < FILL_DISCS * len(pts):
