@@ -17,6 +17,12 @@ from indprior.hoc.cutouts import CompositeBatches, candidates, make_scene, plate
 from indprior.models import compose, compose_stacked
 
 
+def gt_diameter(gt: np.ndarray) -> float:
+    """The median area-equivalent diameter of a GT label map's instances (what `PhotoStats.diameter` estimates)."""
+    areas = np.bincount(gt.ravel())[1:]
+    return float(np.median(np.sqrt(4 * areas[areas > 0] / np.pi)))
+
+
 def blobs(radius: float, n: int, size: int = 320, aspect: float = 1.0, seed: int = 0, dark: bool = False):
     """n ellipses (half-axes radius, aspect x radius) at random angles, apart, on a noisy textured backdrop."""
     rng = np.random.default_rng(seed)
@@ -65,8 +71,7 @@ def test_specks_of_noise_do_not_set_the_length_of_rods():
     specks counted)."""
     img, gt = make_hoc("rods", 2)
     st = photo_stats(img)
-    areas = np.bincount(gt.ravel())[1:]
-    assert st.diameter == pytest.approx(np.median(np.sqrt(4 * areas[areas > 0] / np.pi)), rel=0.15)
+    assert st.diameter == pytest.approx(gt_diameter(gt), rel=0.15)
 
 
 def test_shaded_objects_on_a_backdrop_of_their_own_hue_are_kept_whole():
@@ -76,8 +81,7 @@ def test_shaded_objects_on_a_backdrop_of_their_own_hue_are_kept_whole():
     img, gt = make_hoc("sizes", 9)
     st = photo_stats(img)
     assert (st.fg & (gt > 0)).sum() / (st.fg | (gt > 0)).sum() > 0.7
-    areas = np.bincount(gt.ravel())[1:]
-    assert st.diameter == pytest.approx(np.median(np.sqrt(4 * areas[areas > 0] / np.pi)), rel=0.2)
+    assert st.diameter == pytest.approx(gt_diameter(gt), rel=0.2)
 
 
 @pytest.mark.parametrize("kind,seed", [("sizes", 5), ("fruit", 111)])
@@ -529,17 +533,12 @@ def test_dimples_inside_objects_do_not_shrink_the_width():
     its objects (development sizes photo 127 went from 1.30 to 2.54 x when they were filled), and photos of rods
     keep theirs too (docs/method.md, sessions 26 and 28)."""
     from indprior.hoc.scale import centre_peaks, small_holes_filled
-
-    def truth(gt):
-        areas = np.bincount(gt.ravel())[1:]
-        return float(np.sqrt(4 * np.median(areas[areas > 0]) / np.pi))
-
     img, gt = make_hoc("fruit", 116)
     st = photo_stats(img)
     pts, r = centre_peaks(st.fg)
-    assert 2 * np.median(r) < 0.7 * truth(gt)  # the holes alone shrink the width
+    assert 2 * np.median(r) < 0.7 * gt_diameter(gt)  # the holes alone shrink the width
     assert small_holes_filled(st.fg, pts, r).sum() > st.fg.sum()
-    assert st.diameter == pytest.approx(truth(gt), rel=0.2)
+    assert st.diameter == pytest.approx(gt_diameter(gt), rel=0.2)
     fg = photo_stats(make_hoc("sizes", 127)[0]).fg
     pts, r = centre_peaks(fg)
     assert len(pts) < scale.FILL_PEAKS and small_holes_filled(fg, pts, r) is fg
