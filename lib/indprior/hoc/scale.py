@@ -31,6 +31,7 @@ ROD_WIDTH = 2.5  # a lone rod or grain is at most this many typical widths wide:
 # not. At 1.5 two rods fused side by side (~2 widths) were no single either, and held-out rods fell (docs/method.md,
 # session 26)
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
+FRAME_SEED = 0.05  # Otsu's threshold may pass at most this share of the frame's backdrop, else the seed is by colour
 NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
 REGROW = 0.1  # the foreground is cut again with a grown seed when its first cut leaves out more than this (_foreground)
 LEFT_OUT = 0.35  # a run warns when more than this share of the foreground's area differs from the backdrop outside it
@@ -109,10 +110,13 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     - textured frame: pixels whose colour lies off the frame texture's own spread (Mahalanobis distance to the
       frame's residual colours above twice its 99th percentile on the frame), that are not a darkening or
       lightening of the backdrop (a shadow, a highlight: residual within ~18 degrees of the backdrop colour or
-      its complement) and are thick, join the seed when they are at least `NOVEL` x the seed.
+      its complement) and are thick, join the seed when they are at least `NOVEL` x the seed. Where Otsu's
+      threshold passes more than `FRAME_SEED` of the frame's own backdrop (objects standing in the frame left
+      out), the deviation cannot tell the objects from the backdrop's texture (veined marble, clouded metal,
+      bricks): those off-texture colours alone are the seed.
 
     Symmetric in the photo's polarity. Chosen on the suite's development seeds 0-9 and 100-159 (docs/method.md,
-    session 23)."""
+    session 23; `FRAME_SEED` on seeds 0-9 and 100-199, session 29)."""
     dev = _norm(res)
     seed = dev > t
     if noise < 0.25 * t:
@@ -125,7 +129,10 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     norm = dev + 1e-6
     for axis in (back, 255.0 - back):  # shadows and highlights (and their inverted-photo twins) left out
         off &= np.abs((res * axis).sum(-1)) < 0.95 * norm * (np.linalg.norm(axis, axis=-1) + 1e-6)
-    novel = ndi.binary_opening(off, _DISK2) & ~seed
+    off = ndi.binary_opening(off, _DISK2)
+    if seed[clean].mean() > FRAME_SEED and off.sum() >= 12:  # the backdrop's own texture passes Otsu's threshold
+        return off
+    novel = off & ~seed
     return seed | novel if novel.sum() >= NOVEL * seed.sum() else seed
 
 
