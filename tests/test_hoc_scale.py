@@ -171,6 +171,21 @@ def test_objects_of_a_second_colour_on_a_textured_backdrop_are_found():
             assert (fg & (truth == colour)).sum() / (truth == colour).sum() > 0.9
 
 
+@pytest.mark.parametrize("kind,seed", [("discs", 130), ("discs", 185), ("sizes", 117)])
+def test_a_backdrop_whose_texture_passes_otsus_threshold_is_not_taken_for_objects(kind, seed):
+    """Development photos whose backdrop deviates from its smooth fit as much as the objects do (clouded metal,
+    veined marble, bricks): Otsu's threshold passed 30 %, 10 % and 14 % of the frame's own backdrop, GrabCut took
+    the backdrop between and around the objects (foreground IoU 0.37, 0.42, 0.72; size 2.35, 0.59, 1.79 x the
+    truth). Seeded by the colours off the frame's texture instead, the backdrop stays out (0.86, 0.85, 0.78), the
+    size is within 20 % and the inverted photo gives the same mask."""
+    img, gt = make_hoc(kind, seed)
+    st = photo_stats(img)
+    g = gt > 0
+    assert (st.fg & g).sum() / (st.fg | g).sum() > 0.75
+    assert 0.8 < st.diameter / gt_diameter(gt) < 1.2
+    assert (foreground(255 - img) == st.fg).mean() > 0.99
+
+
 @pytest.mark.parametrize("photo", ["coins", "nuclei"])
 def test_the_inverted_photo_gives_the_same_objects(photo):
     img = coins() if photo == "coins" else make_hoc("nuclei", 3)[0]
