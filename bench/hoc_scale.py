@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from indprior.data.suite import KINDS, make_hoc
-from indprior.hoc.scale import photo_stats
-from indprior.report import scale_summary
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "lib"))  # this checkout's library, before any installed one
+
+from indprior.data.suite import KINDS, make_hoc  # noqa: E402
+from indprior.hoc.scale import photo_stats  # noqa: E402
+from indprior.report import scale_summary  # noqa: E402
 
 
 def truth(gt: np.ndarray) -> dict[str, float]:

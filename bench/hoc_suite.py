@@ -30,9 +30,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from indprior.report import suite_summary
-
 HERE = Path(__file__).resolve().parent
+LIB = HERE.parent / "lib"  # this checkout's library, before any installed one: a clone measures its own code
+sys.path.insert(0, str(LIB))
+
+from indprior.report import suite_summary  # noqa: E402
+
 KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", "coins")
 # factory_pool: how many cut-outs the segmenter learned from (copypaste.factory_pool); foreground_left_out and
 # warnings: what clearly differs from the backdrop outside the photo's foreground, and the run's warning (scale.left_out);
@@ -71,7 +74,8 @@ def plan(kinds: str, image_seeds: str, train_seeds: str) -> list[tuple[str, int,
 
 def _one_thread(script: str, *argv: str) -> tuple[dict | None, list[str]]:
     """`script` in a fresh process with one torch thread: (its RESULT line's dict, []) or (None, stderr's last line)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(LIB), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
     if done.returncode != 0 or not lines:

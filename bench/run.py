@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "lib"))  # this checkout's library, before any installed one
+
 from indprior.baselines import grabcut_box
 from indprior.compare import cpu_model, hardware
 from indprior.core import config as C

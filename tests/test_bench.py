@@ -191,3 +191,21 @@ def test_hoc_suite_plan_runs_coins_once_per_training_seed():
     assert [r for r in runs if r[0] == "coins"] == [("coins", 10, 0), ("coins", 10, 1), ("coins", 10, 2)]
     assert len([r for r in runs if r[0] == "nuclei"]) == 6
     assert [r[2] for r in runs[:3]] == [0, 0, 0], "every kind gets training seed 0 first"
+
+
+def test_hoc_suite_runs_measure_this_checkouts_library(tmp_path, monkeypatch):
+    """Run from a clone, bench/hoc_suite.py measures that clone's lib, not the first `indprior` the environment
+    offers (PYTHONPATH, or a shared .venv installed from another checkout): session 29's first before-runs from a
+    clone ran the main checkout's newer library."""
+    fake = tmp_path / "elsewhere" / "indprior"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    try:
+        from hoc_suite import LIB, _one_thread
+    finally:
+        sys.path.pop(0)
+    result, err = _one_thread("import json, indprior; print('RESULT ' + json.dumps({'file': indprior.__file__}))")
+    assert result is not None, err
+    assert Path(result["file"]).resolve().parent.parent == LIB.resolve()
