@@ -1,4 +1,5 @@
 """`make bench`'s script: a quick, restricted run writes the documented JSON (seconds, not minutes)."""
+import importlib
 import json
 import os
 import subprocess
@@ -6,6 +7,17 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def bench_module(name: str):
+    """A script of bench/ imported as a module; bench/ is on sys.path only while it is imported (removed by value:
+    hoc_suite puts its own lib first on import)."""
+    folder = str(BENCH.parent)
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
 
 
 def test_quick_restricted_bench_writes_results_json(tmp_path):
@@ -182,12 +194,7 @@ def test_hoc_suite_runs_a_kind_summarizes_and_resumes(tmp_path):
 
 def test_hoc_suite_plan_runs_coins_once_per_training_seed():
     """Coins is one real photo: one run per training seed, not one per image seed (and not none)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    try:
-        from hoc_suite import plan
-    finally:
-        sys.path.pop(0)
-    runs = plan("nuclei,coins", "10,11", "0,1,2")
+    runs = bench_module("hoc_suite").plan("nuclei,coins", "10,11", "0,1,2")
     assert [r for r in runs if r[0] == "coins"] == [("coins", 10, 0), ("coins", 10, 1), ("coins", 10, 2)]
     assert len([r for r in runs if r[0] == "nuclei"]) == 6
     assert [r[2] for r in runs[:3]] == [0, 0, 0], "every kind gets training seed 0 first"
@@ -201,11 +208,7 @@ def test_hoc_suite_runs_measure_this_checkouts_library(tmp_path, monkeypatch):
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     monkeypatch.setenv("PYTHONPATH", str(fake.parent))
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    try:
-        from hoc_suite import LIB, _one_thread
-    finally:
-        sys.path.pop(0)
-    result, err = _one_thread("import json, indprior; print('RESULT ' + json.dumps({'file': indprior.__file__}))")
+    suite = bench_module("hoc_suite")
+    result, err = suite._one_thread("import json, indprior; print('RESULT ' + json.dumps({'file': indprior.__file__}))")
     assert result is not None, err
-    assert Path(result["file"]).resolve().parent.parent == LIB.resolve()
+    assert Path(result["file"]).resolve().parent.parent == suite.LIB.resolve()
