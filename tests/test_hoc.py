@@ -24,6 +24,7 @@ from indprior.hoc import (
     upsample_labels,
 )
 from indprior.hoc.figures import summary_markdown
+from indprior.hoc.outputs import axis_ratio
 from indprior.hoc.scale import LEFT_OUT, photo_stats
 from indprior.hoc.siseg import MeanSegmenter
 from indprior.models import label_map
@@ -144,6 +145,25 @@ def test_upsample_labels_keeps_instances_and_smooths_a_disc():
     assert abs(r - 24) < 1.5
 
 
+def test_axis_ratio_tells_whole_round_objects_from_objects_cut_into_pieces():
+    yy, xx = np.mgrid[:200, :200]
+    whole = np.zeros((200, 200), np.int32)
+    for i, (cy, cx) in enumerate([(40, 40), (40, 120), (120, 40), (120, 120), (170, 170)], start=1):
+        whole[(yy - cy) ** 2 + (xx - cx) ** 2 < 30 ** 2] = i  # discs of diameter 60, some touching
+    assert 0.97 < axis_ratio(whole) < 1.05
+    thirds = np.where(whole > 0, 3 * whole + (xx % 60 >= 20) + (xx % 60 >= 40), 0)  # each cut by two vertical lines
+    assert len(np.unique(thirds)) - 1 == 3 * 5
+    assert axis_ratio(thirds) > 1.5 > hoc_run.CUT  # strips of a disc are long and thin; a run of round objects warns
+    halves = np.where(whole > 0, 2 * whole + (yy > xx), 0)  # cut along a diagonal into half-discs
+    assert axis_ratio(halves) > hoc_run.CUT
+    two = np.where(whole <= 2, whole, 0)
+    specks = two.copy()
+    for i in range(5):
+        specks[195:197, 10 * i:10 * i + 2] = 10 + i  # 4 px each: too small to have a shape
+    assert axis_ratio(two) is None and axis_ratio(specks) is None  # fewer than three instances to say anything from
+    assert axis_ratio(np.where(whole <= 3, whole, 0)) == pytest.approx(axis_ratio(whole), abs=0.02)
+
+
 # ----------------------------------------------------------------------------- run_hoc
 def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
@@ -161,7 +181,10 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     assert 0 <= saved["foreground_left_out"] < LEFT_OUT  # the foreground holds the objects
     fg = photo_stats(image).fg  # the share of it the instances cover, and the warning when that is small
     assert saved["foreground_covered"] == round(float(((inst > 0) & fg).sum() / fg.sum()), 3)
-    assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED)
+    assert saved["instance_axis_ratio"] == round(axis_ratio(inst), 3)  # and the warning when objects come out cut
+    own = max(1.0, saved["length"] / saved["width"])
+    cut = saved["instance_axis_ratio"] >= hoc_run.CUT * own and not saved["elongated"]
+    assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED or cut)
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
     assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
     assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
@@ -212,6 +235,12 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     with pytest.warns(RuntimeWarning, match="instances cover only"):
         m5 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
     assert m5["status"] == "ok" and any("pass instance_size" in w for w in m5["warnings"])
+    monkeypatch.setattr(hoc_run, "COVERED", -1.0)
+    monkeypatch.setattr(hoc_run, "CUT", 0.0)  # as if the instances had come out as pieces of objects: the run says so
+    with pytest.warns(RuntimeWarning, match="cut into pieces"):
+        m6 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
+    assert m6["status"] == "ok" and m6["warnings"] == [w for w in m6["warnings"] if "cut into pieces" in w]
+    assert "pass instance_size" in m6["warnings"][0] and m6["instance_axis_ratio"] == m5["instance_axis_ratio"]
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

@@ -34,13 +34,16 @@ from .config import HOCConfig
 from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
 from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_instances
 from .method import HOCGAN, composite_batches
-from .outputs import Failed, appearance_match, finish, write_instances
+from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
 from .segment import rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
 # development runs of session 26 good runs covered 0.87-0.99; a run whose size estimate was 0.7 x the truth, 0.13)
+CUT = 1.33  # a run warns when its instances' median axis ratio is at least this many times its lone objects' (round
+# objects only): on 45 saved development runs with F1 >= 0.85 it was 0.69-1.29 times; on 7 of the 12 under 0.85 (F1
+# 0.14-0.34, instances that were pieces of objects or of objects and backdrop) 1.34-1.73 (docs/method.md, session 30)
 
 
 def _round8(x: float) -> int:
@@ -331,7 +334,22 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
+    _check_cut(facts, labels, sc)
     return labels
+
+
+def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale) -> None:
+    """Records the instances' median axis ratio; warns where they are much longer for their width than the photo's
+    lone objects: pieces of objects (a size far too small cuts each object in two or three, and the instances still
+    cover the foreground, so `foreground_covered` cannot see it). Rods and grains are left to their own checks."""
+    ratio = axis_ratio(labels)
+    facts["instance_axis_ratio"] = None if ratio is None else round(ratio, 3)
+    own = max(1.0, sc.stats.length / sc.stats.width)  # the lone objects' length over the objects' width
+    if ratio is not None and not sc.elongated and ratio >= CUT * own:
+        _warn(facts, f"the instances are {ratio:.2f} times as long as wide (median), the photo's lone objects "
+                     f"{own:.2f}: objects may be cut into pieces (or joined to the backdrop between them) because the "
+                     f"size used ({sc.size:.0f} px) is wrong (check overlay.png; pass instance_size, the typical "
+                     "object diameter in px)")
 
 
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
