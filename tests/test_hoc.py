@@ -21,11 +21,13 @@ from indprior.hoc import (
     fill_instance_holes,
     load_segmenter,
     run_hoc,
+    segment_with_run,
     upsample_labels,
 )
 from indprior.hoc.figures import summary_markdown
 from indprior.hoc.outputs import axis_ratio
 from indprior.hoc.scale import LEFT_OUT, photo_stats
+from indprior.hoc.segment import load_hoc_run
 from indprior.hoc.siseg import MeanSegmenter
 from indprior.models import label_map
 
@@ -240,7 +242,43 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     with pytest.warns(RuntimeWarning, match="cut into pieces"):
         m6 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
     assert m6["status"] == "ok" and m6["warnings"] == [w for w in m6["warnings"] if "cut into pieces" in w]
-    assert "pass instance_size" in m6["warnings"][0] and m6["instance_axis_ratio"] == m5["instance_axis_ratio"]
+    assert "pass instance_size" in m6["warnings"][0] and len(m6["sizes_tried"]) == 2  # a larger size was tried
+
+
+def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_kept(tmp_path, smoke_cfg, monkeypatch):
+    image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    other, _ = make_synthetic_hoc(seed=1, size=(96, 96), n_instances=(5, 10))
+    ratios = iter([2.0, 1.1, 2.0, 1.1, 2.0, 3.0])  # first try, second try; per run below
+    monkeypatch.setattr(hoc_run, "axis_ratio", lambda labels: next(ratios))
+    m = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # the larger try is rounder: kept, no warning
+    first, second = m["sizes_tried"]
+    assert second["instance_size"] == pytest.approx(hoc_run.GROW * first["instance_size"])
+    assert (first["instance_axis_ratio"], second["instance_axis_ratio"]) == (2.0, 1.1)
+    assert m["instance_size"] == second["instance_size"] and m["instance_axis_ratio"] == 1.1 and "warnings" not in m
+    assert m["count_pred"] == second["count"] and not m["cut"]
+    kept = np.asarray(Image.open(tmp_path / "kept" / "instances.png"))
+    assert len(np.unique(kept[kept > 0])) == second["count"]
+    assert json.loads((tmp_path / "kept" / "run.json").read_text())["larger"] is True
+    assert (tmp_path / "kept" / hoc_run.LARGER / "segmenter.pt").is_file()
+    cfg, info, _ = load_hoc_run(tmp_path / "kept")  # segment reads the kept run and applies its size
+    assert cfg.instance_size == second["instance_size"] and info["size_factor"] == pytest.approx(hoc_run.GROW)
+    seg = segment_with_run(tmp_path / "kept", other, tmp_path / "seg")
+    assert seg["instance_size"] == pytest.approx(hoc_run.GROW * photo_stats(other).diameter)
+    gan = hoc_run.rebuild_gan(tmp_path / "kept", image)
+    assert gan["cfg"].instance_size == second["instance_size"]
+    m2 = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # resumes both tries: same outcome
+    assert m2["sizes_tried"] == m["sizes_tried"] and m2["count_pred"] == m["count_pred"]
+    with pytest.warns(RuntimeWarning, match="cut into pieces"):  # the larger try is worse: the first is kept, warned
+        m3 = run_hoc(smoke_cfg, image, tmp_path / "first", gt, progress=False)
+    assert m3["instance_size"] == m3["sizes_tried"][0]["instance_size"] and m3["cut"]
+    assert sum("cut into pieces" in w for w in m3["warnings"]) == 1
+    assert json.loads((tmp_path / "first" / "run.json").read_text())["larger"] is False
+    assert load_hoc_run(tmp_path / "first")[0].instance_size is None
+    monkeypatch.setattr(hoc_run, "axis_ratio", lambda labels: 2.0)
+    sized = dataclasses.replace(smoke_cfg, instance_size=m["sizes_tried"][0]["instance_size"])
+    with pytest.warns(RuntimeWarning, match="cut into pieces"):  # a size the user gave is not second-guessed
+        m4 = run_hoc(sized, image, tmp_path / "given", gt, progress=False)
+    assert "sizes_tried" not in m4 and not (tmp_path / "given" / hoc_run.LARGER).exists()
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

@@ -6,10 +6,12 @@ photo's size, 0 = background), overlay.png, image.png (the photo), run.json (wha
 run to other photos), segmenter.pt, segmenter_log.jsonl (the first round's: segmenter_round1.pt, ..._log.jsonl, when
 the factory runs a second round), gan/ (checkpoint, log, samples) and metrics.json,
 written last, whose "status" says "ok" or "failed" with the reason and advice. A failed run leaves no
-instances.png: an empty label map is never presented as a result.
+instances.png: an empty label map is never presented as a result. A run whose instances look like pieces of the
+objects trains again at a larger size in larger/ and keeps the rounder of the two (`_larger_if_cut`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -41,9 +43,12 @@ from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
 # development runs of session 26 good runs covered 0.87-0.99; a run whose size estimate was 0.7 x the truth, 0.13)
-CUT = 1.33  # a run warns when its instances' median axis ratio is at least this many times its lone objects' (round
-# objects only): on 45 saved development runs with F1 >= 0.85 it was 0.69-1.29 times; on 7 of the 12 under 0.85 (F1
-# 0.14-0.34, instances that were pieces of objects or of objects and backdrop) 1.34-1.73 (docs/method.md, session 30)
+CUT = 1.33  # instances at least this many times as elongated (median axis ratio) as the photo's lone objects are pieces
+# of objects (round objects only): on 45 saved development runs with F1 >= 0.85 it was 0.69-1.29 times; on 7 of the 12
+# under 0.85 (F1 0.14-0.34, pieces of objects or of objects and backdrop) 1.34-1.73 (docs/method.md, session 30)
+GROW = 1.5  # such a run, when its size was estimated, is trained again at this many times the size; the run whose
+# instances are less elongated is kept, and a run still cut warns
+LARGER = "larger"  # the folder of that second run, inside the run's
 
 
 def _round8(x: float) -> int:
@@ -228,6 +233,8 @@ def rebuild_gan(out_dir: str | Path, img: np.ndarray, device: str | torch.device
     """A finished run's trained copy-paste GAN, for figures: {"cfg", "scale", "scene", "gan", "batches", "step"}."""
     from ..core.trainer import CHECKPOINT, load_checkpoint
     info = json.loads((Path(out_dir) / "run.json").read_text())
+    if info.get("larger"):  # the run kept its second try (_larger_if_cut)
+        return rebuild_gan(Path(out_dir) / LARGER, img, device)
     cfg = C.from_dict(HOCConfig, info["config"])
     if cfg.provider != "copypaste":
         raise ValueError(f"{out_dir}: provider={cfg.provider!r}; rebuild_gan shows the copy-paste GAN")
@@ -334,22 +341,59 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
-    _check_cut(facts, labels, sc)
+    _check_cut(facts, labels, sc, warn=cfg.instance_size is not None)
     return labels
 
 
-def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale) -> None:
-    """Records the instances' median axis ratio; warns where they are much longer for their width than the photo's
-    lone objects: pieces of objects (a size far too small cuts each object in two or three, and the instances still
-    cover the foreground, so `foreground_covered` cannot see it). Rods and grains are left to their own checks."""
+def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale, warn: bool) -> None:
+    """Records the instances' median axis ratio and the lone objects' (length / width), and whether the instances
+    are much longer for their width than the lone objects (`CUT`, round objects only): pieces of objects, which
+    `foreground_covered` cannot see (a size far too small cuts each object in two or three, and the instances still
+    cover the foreground). Warns when `warn`; run_hoc first tries a larger size (`_larger_if_cut`)."""
     ratio = axis_ratio(labels)
     facts["instance_axis_ratio"] = None if ratio is None else round(ratio, 3)
-    own = max(1.0, sc.stats.length / sc.stats.width)  # the lone objects' length over the objects' width
-    if ratio is not None and not sc.elongated and ratio >= CUT * own:
-        _warn(facts, f"the instances are {ratio:.2f} times as long as wide (median), the photo's lone objects "
-                     f"{own:.2f}: objects may be cut into pieces (or joined to the backdrop between them) because the "
-                     f"size used ({sc.size:.0f} px) is wrong (check overlay.png; pass instance_size, the typical "
-                     "object diameter in px)")
+    facts["lone_axis_ratio"] = round(max(1.0, sc.stats.length / sc.stats.width), 3)
+    facts["cut"] = ratio is not None and not sc.elongated and ratio >= CUT * facts["lone_axis_ratio"]
+    if facts["cut"] and warn:
+        _warn(facts, _cut_note(facts))
+
+
+def _cut_note(facts: dict[str, Any]) -> str:
+    return (f"the instances are {facts['instance_axis_ratio']:.2f} times as long as wide (median), the photo's lone "
+            f"objects {facts['lone_axis_ratio']:.2f}: objects may be cut into pieces (or joined to the backdrop between "
+            f"them) because the size used ({facts['instance_size']:.0f} px) is wrong (check overlay.png; pass "
+            "instance_size, the typical object diameter in px)")
+
+
+def _larger_if_cut(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch.device, resume: bool,
+                   progress: bool, base: dict[str, Any], facts: dict[str, Any],
+                   labels: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """A run whose size was estimated and whose instances look like pieces (`_check_cut`) is trained again in
+    out_dir/larger at `GROW` x that size. The run whose instances are less elongated is kept: its label map and facts
+    (with both tries under "sizes_tried"), and, when it is the larger one, run.json says so ("larger": true), so that
+    `segment` and `rebuild_gan` read that folder. (`base`: the facts known before any stage ran.)"""
+    if not facts.get("cut") or cfg.instance_size is not None:
+        return labels, facts
+    bigger = dataclasses.replace(cfg, instance_size=GROW * facts["instance_size"])
+    alt = dict(base)
+    try:
+        alt_labels = _train_and_segment(bigger, img, prepare_out_dir(out_dir / LARGER), device, resume, progress, alt)
+    except Failed as failure:
+        alt_labels, alt = None, {**alt, **failure.as_status()}
+    tried = [{k: d.get(k) for k in ("instance_size", "instance_axis_ratio", "status", "reason")} for d in (facts, alt)]
+    for t in tried:
+        t.update(status=t["status"] or "ok", count=None)
+    tried[0]["count"] = int(len(np.unique(labels[labels > 0])))
+    if alt_labels is not None:
+        tried[1]["count"] = int(len(np.unique(alt_labels[alt_labels > 0])))
+    keep_larger = alt_labels is not None and alt["instance_axis_ratio"] is not None and (
+        alt["instance_axis_ratio"] < facts["instance_axis_ratio"])
+    info = json.loads((out_dir / "run.json").read_text())
+    write_json(out_dir / "run.json", {**info, "larger": keep_larger})
+    if not keep_larger:
+        _warn(facts, _cut_note(facts))
+        return labels, {**facts, "sizes_tried": tried}
+    return alt_labels, {**alt, "sizes_tried": tried}
 
 
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
@@ -377,7 +421,9 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     if busy:
         facts["cpu_busy_at_start"] = busy  # so its seconds are read as what they are
     try:
+        base = dict(facts)
         labels = _train_and_segment(cfg, img, out_dir, device, resume, progress, facts)
+        labels, facts = _larger_if_cut(cfg, img, out_dir, device, resume, progress, base, facts, labels)
         status = write_instances(out_dir, img, labels)
     except Failed as failure:
         labels, status = None, failure.as_status()

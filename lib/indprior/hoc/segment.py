@@ -161,11 +161,16 @@ def load_segmenter(out_dir: str | Path, cfg: HOCConfig) -> Segmenter:
 
 
 def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], Segmenter]:
-    """(config, run.json, segmenter) of a finished run_hoc folder; FileNotFoundError names what is missing."""
+    """(config, run.json, segmenter) of a finished run_hoc folder (of its `larger` folder where the run kept that
+    one; run.json then gains "size_factor", the kept size over the estimate); FileNotFoundError names what is
+    missing."""
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").is_file():
         raise FileNotFoundError(f"{run_dir / 'run.json'}: missing; --run must be a folder run_hoc wrote")
     info = json.loads((run_dir / "run.json").read_text())
+    if info.get("larger"):  # the run kept its second try, at a larger size than the photo's estimate (run_hoc)
+        cfg, kept, seg = load_hoc_run(run_dir / "larger")
+        return cfg, {**kept, "size_factor": kept["instance_size"] / info["instance_size"]}, seg
     cfg = C.from_dict(HOCConfig, info["config"])
     return cfg, info, load_segmenter(run_dir, cfg)
 
@@ -194,8 +199,9 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
                 stats = photo_stats(img)
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
-            size, rescale = stats.diameter, rescale_for(cfg, stats.diameter, stats.length)
-            length, width = stats.length * rescale, stats.width * rescale
+            k = info.get("size_factor", 1.0)  # a run that kept a larger size than estimated applies it here too
+            size, rescale = stats.diameter * k, rescale_for(cfg, stats.diameter * k, stats.length * k)
+            length, width = stats.length * k * rescale, stats.width * k * rescale
         facts.update(instance_size=size, rescale=rescale)
         labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
         status = write_instances(out_dir, img, labels)
