@@ -39,10 +39,12 @@ from indprior.report import suite_summary  # noqa: E402
 KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", "coins")
 # factory_pool: how many cut-outs the segmenter learned from (copypaste.factory_pool); foreground_left_out and
 # warnings: what clearly differs from the backdrop outside the photo's foreground, and the run's warning (scale.left_out);
-# foreground_covered: the share of the foreground that the instances cover (run.COVERED)
+# foreground_covered: the share of the foreground that the instances cover (run.COVERED); instance_axis_ratio,
+# lone_axis_ratio, cut and sizes_tried: whether the instances looked like pieces, and the larger try (run.CUT, GROW)
 FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
           "instance_size", "instance_size_estimated", "seconds", "status", "reason", "elongated",
-          "factory_pool", "foreground_left_out", "foreground_covered", "warnings")
+          "factory_pool", "foreground_left_out", "foreground_covered", "instance_axis_ratio", "lone_axis_ratio", "cut",
+          "sizes_tried", "warnings")
 
 ONE_RUN = r"""
 import json, resource, sys
