@@ -256,6 +256,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     assert (first["instance_axis_ratio"], second["instance_axis_ratio"]) == (2.0, 1.1)
     assert m["instance_size"] == second["instance_size"] and m["instance_axis_ratio"] == 1.1 and "warnings" not in m
     assert m["count_pred"] == second["count"] and not m["cut"]
+    assert "(a second try: at the measured" in summary_markdown(m)  # what notebook 03 shows
     kept = np.asarray(Image.open(tmp_path / "kept" / "instances.png"))
     assert len(np.unique(kept[kept > 0])) == second["count"]
     assert json.loads((tmp_path / "kept" / "run.json").read_text())["larger"] is True

@@ -28,6 +28,16 @@ def scale_figure(img: np.ndarray, cfg: HOCConfig | None = None) -> Figure:
     return mask_grid(panels, np.zeros((5, *img.shape[:2])), titles=titles, ncols=5)
 
 
+def _size_note(metrics: dict[str, Any]) -> str:
+    first = (metrics.get("sizes_tried") or [{}])[0]
+    if first and first["instance_size"] != metrics["instance_size"]:  # run_hoc kept its second, larger try
+        return (f" (a second try: at the measured {first['instance_size']:.1f} px the instances looked like pieces of "
+                f"objects, {first['instance_axis_ratio']:.2f} times as long as wide)")
+    if abs(metrics["instance_size"] - metrics["instance_size_estimated"]) > 1e-6:
+        return f" (given; measured {metrics['instance_size_estimated']:.1f})"
+    return " (measured)"
+
+
 def summary_markdown(metrics: dict[str, Any]) -> str:
     """A run's headline in markdown, computed from its metrics.json: status, scores beside the baseline, time,
     and the run's warnings."""
@@ -36,9 +46,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     ws = metrics.get("baseline_watershed", {})
     lines = [f"**Status: ok.** {metrics['count_pred']} instances in {metrics['seconds']:.0f} s "
              f"({metrics['profile']} profile, {metrics['provider']} provider, seed {metrics['seed']}, device "
-             f"{metrics['device']}); object size {metrics['instance_size']:.1f} px"
-             + (f" (given; measured {metrics['instance_size_estimated']:.1f})"
-                if abs(metrics["instance_size"] - metrics["instance_size_estimated"]) > 1e-6 else " (measured)") + "."]
+             f"{metrics['device']}); object size {metrics['instance_size']:.1f} px" + _size_note(metrics) + "."]
     if "f1" in metrics:
         lines.append(f"Against the GT ({metrics['count_gt']} instances): **F1 {metrics['f1']:.3f}**, AP50 "
                      f"{metrics['ap50']:.3f}, AP@[.5:.95] {metrics['ap']:.3f}, count error {metrics['count_error']:+d}; "
