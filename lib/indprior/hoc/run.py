@@ -38,7 +38,7 @@ from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
-from .segment import rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
+from .segment import LARGER, rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
@@ -48,7 +48,6 @@ CUT = 1.33  # instances at least this many times as elongated (median axis ratio
 # under 0.85 (F1 0.14-0.34, pieces of objects or of objects and backdrop) 1.34-1.73 (docs/method.md, session 30)
 GROW = 1.5  # such a run, when its size was estimated, is trained again at this many times the size; the run whose
 # instances are less elongated is kept, and a run still cut warns
-LARGER = "larger"  # the folder of that second run, inside the run's
 
 
 def _round8(x: float) -> int:
@@ -341,21 +340,19 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
-    _check_cut(facts, labels, sc, warn=cfg.instance_size is not None)
+    _check_cut(facts, labels, sc)
     return labels
 
 
-def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale, warn: bool) -> None:
+def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale) -> None:
     """Records the instances' median axis ratio and the lone objects' (length / width), and whether the instances
     are much longer for their width than the lone objects (`CUT`, round objects only): pieces of objects, which
     `foreground_covered` cannot see (a size far too small cuts each object in two or three, and the instances still
-    cover the foreground). Warns when `warn`; run_hoc first tries a larger size (`_larger_if_cut`)."""
+    cover the foreground). `_larger_if_cut` acts on it."""
     ratio = axis_ratio(labels)
     facts["instance_axis_ratio"] = None if ratio is None else round(ratio, 3)
     facts["lone_axis_ratio"] = round(max(1.0, sc.stats.length / sc.stats.width), 3)
     facts["cut"] = ratio is not None and not sc.elongated and ratio >= CUT * facts["lone_axis_ratio"]
-    if facts["cut"] and warn:
-        _warn(facts, _cut_note(facts))
 
 
 def _cut_note(facts: dict[str, Any]) -> str:
@@ -365,35 +362,39 @@ def _cut_note(facts: dict[str, Any]) -> str:
             "instance_size, the typical object diameter in px)")
 
 
+def _tried(facts: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
+    """One try's line in metrics.json's "sizes_tried"."""
+    return {"instance_size": facts.get("instance_size"), "instance_axis_ratio": facts.get("instance_axis_ratio"),
+            "status": facts.get("status", "ok"), "reason": facts.get("reason"),
+            "count": None if labels is None else int(len(np.unique(labels[labels > 0])))}
+
+
 def _larger_if_cut(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch.device, resume: bool,
                    progress: bool, base: dict[str, Any], facts: dict[str, Any],
                    labels: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """A run whose size was estimated and whose instances look like pieces (`_check_cut`) is trained again in
     out_dir/larger at `GROW` x that size. The run whose instances are less elongated is kept: its label map and facts
     (with both tries under "sizes_tried"), and, when it is the larger one, run.json says so ("larger": true), so that
-    `segment` and `rebuild_gan` read that folder. (`base`: the facts known before any stage ran.)"""
-    if not facts.get("cut") or cfg.instance_size is not None:
-        return labels, facts
-    bigger = dataclasses.replace(cfg, instance_size=GROW * facts["instance_size"])
-    alt = dict(base)
-    try:
-        alt_labels = _train_and_segment(bigger, img, prepare_out_dir(out_dir / LARGER), device, resume, progress, alt)
-    except Failed as failure:
-        alt_labels, alt = None, {**alt, **failure.as_status()}
-    tried = [{k: d.get(k) for k in ("instance_size", "instance_axis_ratio", "status", "reason")} for d in (facts, alt)]
-    for t in tried:
-        t.update(status=t["status"] or "ok", count=None)
-    tried[0]["count"] = int(len(np.unique(labels[labels > 0])))
-    if alt_labels is not None:
-        tried[1]["count"] = int(len(np.unique(alt_labels[alt_labels > 0])))
-    keep_larger = alt_labels is not None and alt["instance_axis_ratio"] is not None and (
-        alt["instance_axis_ratio"] < facts["instance_axis_ratio"])
-    info = json.loads((out_dir / "run.json").read_text())
-    write_json(out_dir / "run.json", {**info, "larger": keep_larger})
-    if not keep_larger:
+    `segment` and `rebuild_gan` read that folder. The kept run warns if it still looks cut. (`base`: the facts known
+    before any stage ran.)"""
+    if facts["cut"] and cfg.instance_size is None:
+        bigger = dataclasses.replace(cfg, instance_size=GROW * facts["instance_size"])
+        alt = dict(base)
+        try:
+            alt_labels = _train_and_segment(bigger, img, prepare_out_dir(out_dir / LARGER), device, resume, progress,
+                                            alt)
+        except Failed as failure:
+            alt_labels, alt = None, {**alt, **failure.as_status()}
+        tried = [_tried(facts, labels), _tried(alt, alt_labels)]
+        keep_larger = alt_labels is not None and alt["instance_axis_ratio"] is not None and (
+            alt["instance_axis_ratio"] < facts["instance_axis_ratio"])
+        info = json.loads((out_dir / "run.json").read_text())
+        write_json(out_dir / "run.json", {**info, "larger": keep_larger})
+        labels, facts = (alt_labels, alt) if keep_larger else (labels, facts)
+        facts = {**facts, "sizes_tried": tried}
+    if facts["cut"]:
         _warn(facts, _cut_note(facts))
-        return labels, {**facts, "sizes_tried": tried}
-    return alt_labels, {**alt, "sizes_tried": tried}
+    return labels, facts
 
 
 def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,

@@ -73,6 +73,7 @@ def anisotropy_for(length: float | None, width: float | None) -> float:
     return min(3.0, length / width)
 
 
+LARGER = "larger"  # a run's second try at a larger size, inside its folder (run._larger_if_cut)
 ZOOM_OUT = 0.75  # elongated objects: the photo is grouped a second time at this zoom (join_seen_whole)
 
 
@@ -169,7 +170,7 @@ def load_hoc_run(run_dir: str | Path) -> tuple[HOCConfig, dict[str, Any], Segmen
         raise FileNotFoundError(f"{run_dir / 'run.json'}: missing; --run must be a folder run_hoc wrote")
     info = json.loads((run_dir / "run.json").read_text())
     if info.get("larger"):  # the run kept its second try, at a larger size than the photo's estimate (run_hoc)
-        cfg, kept, seg = load_hoc_run(run_dir / "larger")
+        cfg, kept, seg = load_hoc_run(run_dir / LARGER)
         return cfg, {**kept, "size_factor": kept["instance_size"] / info["instance_size"]}, seg
     cfg = C.from_dict(HOCConfig, info["config"])
     return cfg, info, load_segmenter(run_dir, cfg)
