@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from indprior.metrics import (
+    count_instances,
     foreground_scores,
     foreground_summary,
     instance_scores,
@@ -108,6 +109,14 @@ def test_label_permutation_and_dtype_invariance():
     _, pairs = match_instances(perm, GT3)
     assert [(p, g) for p, g, _ in pairs] == [(70, 1), (5, 2), (2**40, 3)]
     assert instance_scores(GT3.astype(np.uint64), GT3.astype(np.int8))["ap"] == 1.0
+
+
+def test_count_instances_counts_distinct_labels_not_the_largest():
+    assert count_instances(GT3) == 3
+    gaps = np.zeros((4, 4), np.uint16)
+    gaps[0, 0], gaps[1, 1], gaps[3, 3] = 7, 7, 300  # two labels, numbered with gaps; max() would say 300
+    assert count_instances(gaps) == 2
+    assert count_instances(np.zeros((3, 3), np.uint8)) == 0
 
 
 def test_one_instance_missing():

@@ -110,6 +110,12 @@ def foreground_summary(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray]) -
 # ------------------------------------------------------------------ instances
 
 
+def count_instances(labels: np.ndarray) -> int:
+    """How many instances a label map holds: its distinct labels other than 0 (gaps in the numbering allowed)."""
+    labels = np.asarray(labels)
+    return int(len(np.unique(labels[labels > 0])))
+
+
 def _compact_labels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Map labels to 0..n (0 stays background). Returns (index map, sorted non-zero labels)."""
     flat = x.ravel()

@@ -19,6 +19,7 @@ import numpy as np
 from .core.config import default_profile
 from .core.runtime import COMMAND_ENV, commit
 from .data.images import COINS_GT, coins, load_image, load_label_map
+from .metrics import count_instances
 from .viz import save_figure
 
 RUN_ROOT_ENV = "INDPRIOR_RUN_ROOT"  # make test: nbval runs every notebook into a fresh folder
@@ -78,7 +79,7 @@ def data_summary(dataset: str, train: Sequence[Any], test: Sequence[Any], hoc_im
     fills = [float(x.mask.sum() / (x.box[2] * x.box[3])) for x in (test[i] for i in range(min(len(test), 60)))
              if x.mask is not None]
     fill = f"objects fill {np.mean(fills):.2f} of their box on average (the whole box's IoU)" if fills else "no GT masks"
-    n_hoc = "no GT" if hoc_lab is None else f"{len(np.unique(hoc_lab[hoc_lab > 0]))} GT instances"
+    n_hoc = "no GT" if hoc_lab is None else f"{count_instances(hoc_lab)} GT instances"
     return (f"**Task 1**: `{dataset}`: {len(train)} train + {len(test)} test images, e.g. {s.image.shape[1]}x"
             f"{s.image.shape[0]} px, one box each; {fill}.  \n**Task 2**: one photo, {hoc_img.shape[1]}x"
             f"{hoc_img.shape[0]} px, {n_hoc}.")

@@ -14,7 +14,7 @@ from skimage.measure import regionprops
 from ..baselines import otsu_watershed
 from ..core.runtime import provenance
 from ..data.images import save_png_atomic, to_uint8
-from ..metrics import instance_scores
+from ..metrics import count_instances, instance_scores
 from ..viz import overlay_instances
 
 
@@ -31,7 +31,7 @@ class Failed(Exception):
 
 def write_instances(out_dir: Path, img: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     """instances.png and overlay.png; Failed when fewer than two instances were found (no map is written)."""
-    n = int(len(np.unique(labels[labels > 0])))
+    n = count_instances(labels)
     if n < 2:
         raise Failed(f"found {n} instance(s): the segmenter learned nothing usable from the composites",
                      "look at gan/samples_*.png; try another seed (--set seed=1) or pass instance_size")
@@ -52,7 +52,7 @@ def scores(pred: np.ndarray | None, gt: np.ndarray | None) -> dict[str, Any]:
     """count_pred, and against a GT: count_gt, count_error, f1 (at IoU 0.5), ap50, ap, miou_matched."""
     if pred is None:
         return {}
-    row: dict[str, Any] = {"count_pred": int(len(np.unique(pred[pred > 0])))}
+    row: dict[str, Any] = {"count_pred": count_instances(pred)}
     if gt is not None:
         s = instance_scores(pred, gt)
         row.update({k: s[k] for k in ("count_gt", "f1", "ap50", "ap", "miou_matched")})

@@ -31,6 +31,7 @@ from ..core.restarts import fit_with_restarts, sustained
 from ..core.runtime import resolve_device, seed_everything, warn_if_cpu_busy
 from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
+from ..metrics import count_instances
 from ..viz import overlay_instances
 from .config import HOCConfig
 from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
@@ -366,7 +367,7 @@ def _tried(facts: dict[str, Any], labels: np.ndarray | None) -> dict[str, Any]:
     """One try's line in metrics.json's "sizes_tried"."""
     return {"instance_size": facts.get("instance_size"), "instance_axis_ratio": facts.get("instance_axis_ratio"),
             "status": facts.get("status", "ok"), "reason": facts.get("reason"),
-            "count": None if labels is None else int(len(np.unique(labels[labels > 0])))}
+            "count": None if labels is None else count_instances(labels)}
 
 
 def _larger_if_cut(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch.device, resume: bool,

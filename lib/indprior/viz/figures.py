@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..core.trainer import read_log
-from ..metrics import mask_iou
+from ..metrics import count_instances, mask_iou
 from ..models import label_map
 from .base import (
     DPI,
@@ -140,7 +140,7 @@ def composite_figure(fake: Any, visible: Any, background: Any | None = None, n: 
         lab = visible_to_labels(vl[i])
         row[-2].imshow(_image(fl[i], "fake")), row[-2].set_title("composite", fontsize=8)
         row[-1].imshow(label_rgb(lab))
-        row[-1].set_title(f"{len(np.unique(lab[lab > 0]))} visible instances", fontsize=8)
+        row[-1].set_title(f"{count_instances(lab)} visible instances", fontsize=8)
     return fig
 
 
