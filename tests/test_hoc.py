@@ -256,7 +256,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     assert (first["instance_axis_ratio"], second["instance_axis_ratio"]) == (2.0, 1.1)
     assert m["instance_size"] == second["instance_size"] and m["instance_axis_ratio"] == 1.1 and "warnings" not in m
     assert m["count_pred"] == second["count"] and not m["cut"]
-    assert "(a second try: at the measured" in summary_markdown(m)  # what notebook 03 shows
+    assert f"(a second try: at {first['instance_size']:.1f} px" in summary_markdown(m)  # what notebook 03 shows
     kept = np.asarray(Image.open(tmp_path / "kept" / "instances.png"))
     assert len(np.unique(kept[kept > 0])) == second["count"]
     assert json.loads((tmp_path / "kept" / "run.json").read_text())["larger"] is True
@@ -264,7 +264,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     cfg, info, _ = load_hoc_run(tmp_path / "kept")  # segment reads the kept run and applies its size
     assert cfg.instance_size == second["instance_size"] and info["size_factor"] == pytest.approx(hoc_run.GROW)
     seg = segment_with_run(tmp_path / "kept", other, tmp_path / "seg")
-    assert seg["instance_size"] == pytest.approx(hoc_run.GROW * photo_stats(other).diameter)
+    assert seg["instance_size"] == pytest.approx(hoc_run.GROW * smoke_cfg.estimate_factor * photo_stats(other).diameter)
     gan = hoc_run.rebuild_gan(tmp_path / "kept", image)
     assert gan["cfg"].instance_size == second["instance_size"]
     m2 = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # resumes both tries: same outcome

@@ -17,8 +17,9 @@ from .siseg import VIEWS
 class HOCConfig:
     """Task 2: a GAN on crops of one photo, then an instance segmenter on its composites."""
 
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"area_min_elongated": None}  # runs saved before session 18 masked
-    # elongated objects with area_min (core.config.from_dict)
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"area_min_elongated": None, "estimate_factor": 1.0}  # runs saved
+    # before session 18 masked elongated objects with area_min, and before session 33 worked at the estimate itself
+    # (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
          "amp_cpu", "ghost_peak", "seg_base", "seg_levels", "seg_members", "factory_singles",
@@ -30,6 +31,9 @@ class HOCConfig:
     seed: int = 0
     device: str = "auto"
     instance_size: float | None = None  # typical diameter in input pixels; None = estimate_instance_size
+    estimate_factor: float = 0.8  # round objects, instance_size not given: the size used is the estimate x this. The
+    # estimate runs high where touching objects merge in the foreground, and a size too large merges touching objects;
+    # a size too small cuts objects, which the cut check sees and tries again larger (docs/method.md, session 33)
     provider: str = "copypaste"  # "copypaste": masks of real cut-outs (copypaste.py); "generative": the paper's
     # generative providers G(z) -> (RGB, mask) over a coarse generated background (method.py)
     crop: int = 48  # GAN crop side (copypaste: grown to 1.6 object lengths for elongated objects)
@@ -117,7 +121,7 @@ class HOCConfig:
                                      "border", "ckpt_every", "sample_every", "area_min", "area_floor", "ghost_peak", "lambda_edge", "collapse_patience",
                                      "collapse_check_every", "collapse_until", "max_restarts"),
                        unit=("ema_decay", "min_visible", "keep_layout"),
-                       positive=("crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",
+                       positive=("estimate_factor", "crop_instances", "provider_extent", "lr_g", "lr_d", "seg_lr", "window_extent", "edge_sigma",
                                  "reach"))
         C.check_choice(self, "provider", ("copypaste", "generative"))
         C.check_choice(self, "views", VIEWS)

@@ -31,10 +31,13 @@ def scale_figure(img: np.ndarray, cfg: HOCConfig | None = None) -> Figure:
 def _size_note(metrics: dict[str, Any]) -> str:
     first = (metrics.get("sizes_tried") or [{}])[0]
     if first and first["instance_size"] != metrics["instance_size"]:  # run_hoc kept its second, larger try
-        return (f" (a second try: at the measured {first['instance_size']:.1f} px the instances looked like pieces of "
+        return (f" (a second try: at {first['instance_size']:.1f} px the instances looked like pieces of "
                 f"objects, {first['instance_axis_ratio']:.2f} times as long as wide)")
-    if abs(metrics["instance_size"] - metrics["instance_size_estimated"]) > 1e-6:
-        return f" (given; measured {metrics['instance_size_estimated']:.1f})"
+    size, measured = metrics["instance_size"], metrics["instance_size_estimated"]
+    if metrics.get("instance_size_given", abs(size - measured) > 1e-6):  # runs before session 33 had no factor
+        return f" (given; measured {measured:.1f})"
+    if abs(size - measured) > 1e-6:
+        return f" ({size / measured:.2g} x the measured {measured:.1f} px, which runs high where objects touch)"
     return " (measured)"
 
 

@@ -39,7 +39,7 @@ from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
-from .segment import LARGER, rescale_for, segment_photo, segment_rescaled, segmenter_from_saved
+from .segment import LARGER, rescale_for, segment_photo, segment_rescaled, segmenter_from_saved, size_for
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
@@ -79,8 +79,8 @@ class Scale:
 def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
     """The photo's `Scale`. DataError when no objects stand out, or when the rescaled photo is smaller than a crop."""
     stats = photo_stats(img)
-    size = float(cfg.instance_size or stats.diameter)
-    k = size / stats.diameter  # a given instance_size rescales the measured width and length alike
+    size = size_for(cfg, stats)
+    k = size / stats.diameter  # the size used rescales the measured width and length alike
     rescale = rescale_for(cfg, size, stats.length * k)
     width, length = stats.width * k * rescale, stats.length * k * rescale
     crop = cfg.crop if cfg.provider == "generative" else _round8(max(cfg.crop, 1.6 * length))
@@ -418,6 +418,7 @@ def run_hoc(cfg: HOCConfig, image: str | Path | np.ndarray, out_dir: str | Path,
     save_png_atomic(out_dir / "image.png", img)
     facts: dict[str, Any] = {"task": "hoc", "provider": cfg.provider, "profile": cfg.profile, "device": str(device),
                              "seed": cfg.seed, "gan_steps": cfg.gan_steps, "seg_steps": cfg.seg_steps,
+                             "instance_size_given": cfg.instance_size is not None,  # else estimated (size_for)
                              "image": str(Path(image).resolve()) if isinstance(image, (str, Path)) else "image.png",
                              "gt": str(Path(gt_instances).resolve()) if isinstance(gt_instances, (str, Path)) else None}
     if busy:

@@ -22,7 +22,7 @@ from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
 from .grouping import join_end_to_end, join_seen_whole, split_at_necks, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
-from .scale import is_elongated, photo_stats
+from .scale import PhotoStats, is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
 
 
@@ -33,6 +33,14 @@ def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
     d_target = cfg.crop / cfg.crop_instances
     width = diameter ** 2 / max(length, 1e-6)
     return min(d_target / diameter, max(1.4 * d_target / max(length, 1e-6), cfg.min_width / max(width, 1e-6)))
+
+
+def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
+    """The object size (input px) a run works at: `instance_size` when given, else the photo's estimate, for round
+    objects x `estimate_factor` (the estimate runs high where touching objects merge in the foreground)."""
+    if cfg.instance_size is not None:
+        return float(cfg.instance_size)
+    return stats.diameter * (1.0 if is_elongated(stats.length, stats.width) else cfg.estimate_factor)
 
 
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
@@ -200,8 +208,9 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
                 stats = photo_stats(img)
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
-            k = info.get("size_factor", 1.0)  # a run that kept a larger size than estimated applies it here too
-            size, rescale = stats.diameter * k, rescale_for(cfg, stats.diameter * k, stats.length * k)
+            size = size_for(dataclasses.replace(cfg, instance_size=None), stats) * info.get("size_factor", 1.0)  # as
+            k = size / stats.diameter  # run_hoc sizes a photo, and a run that kept a larger try applies it here too
+            rescale = rescale_for(cfg, size, stats.length * k)
             length, width = stats.length * k * rescale, stats.width * k * rescale
         facts.update(instance_size=size, rescale=rescale)
         labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
