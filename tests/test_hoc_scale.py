@@ -562,27 +562,33 @@ def test_dimples_inside_objects_do_not_shrink_the_width():
     assert small_holes_filled(st.fg, pts, r) is not st.fg and st.width == 2 * float(np.median(r))
 
 
-def test_round_objects_work_at_the_estimate_times_the_factor_rods_and_given_sizes_as_they_are():
+def test_round_objects_in_heaps_work_at_the_estimate_times_the_factor_others_as_estimated():
     """The size estimate runs high where touching objects merge in the foreground (docs/method.md, session 33), so
-    round objects are worked at estimate x estimate_factor; rods keep their estimate, and a size the user gave is
-    used as given. Runs saved before the factor existed load with factor 1 (they worked at the estimate)."""
+    round objects lying in heaps are worked at estimate x estimate_factor; objects mostly apart (coins, nuclei) and
+    rods keep their estimate, and a size the user gave is used as given. Runs saved before the factor existed load
+    with factor 1 (they worked at the estimate)."""
     from indprior.core import config as C
     from indprior.hoc.figures import summary_markdown
-    from indprior.hoc.scale import PhotoStats
+    from indprior.hoc.scale import PhotoStats, heaped_share
     from indprior.hoc.segment import size_for
     cfg = make_config(HOCConfig, "smoke")
     assert cfg.estimate_factor == 0.8
     fg = np.zeros((8, 8), bool)
-    disc = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0)
-    rod = PhotoStats(fg, 0.3, width=6.0, length=30.0, n_peaks=9, left_out=0.0)
-    assert size_for(cfg, disc) == pytest.approx(0.8 * disc.diameter)
-    assert size_for(cfg, rod) == pytest.approx(rod.diameter)
-    assert size_for(HOCConfig(instance_size=17.0), disc) == 17.0
-    assert size_for(HOCConfig(estimate_factor=1.0), disc) == pytest.approx(disc.diameter)
+    heap = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0, heaped=0.9)
+    apart = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0, heaped=0.1)
+    rods = PhotoStats(fg, 0.3, width=6.0, length=30.0, n_peaks=9, left_out=0.0, heaped=1.0)
+    assert size_for(cfg, heap) == pytest.approx(0.8 * heap.diameter)
+    assert size_for(cfg, apart) == pytest.approx(apart.diameter) and size_for(cfg, rods) == pytest.approx(rods.diameter)
+    assert size_for(HOCConfig(instance_size=17.0), heap) == 17.0
+    assert size_for(HOCConfig(estimate_factor=1.0), heap) == pytest.approx(heap.diameter)
     old = {k: v for k, v in C.to_dict(cfg).items() if k != "estimate_factor"}
     assert C.from_dict(HOCConfig, old).estimate_factor == 1.0
     with pytest.raises(C.ConfigError, match="estimate_factor"):
         HOCConfig(estimate_factor=0.0)
+    yy, xx = np.mgrid[:60, :200]
+    discs = lambda cxs: np.any([(yy - 30) ** 2 + (xx - cx) ** 2 <= 100 for cx in cxs], axis=0)  # noqa: E731
+    assert heaped_share(discs([15, 60, 105, 150]), 20.0) == 0.0  # four discs apart
+    assert heaped_share(discs([15, 33, 51, 69, 87, 150]), 20.0) == pytest.approx(5 / 6, abs=0.03)  # a row of 5 + 1
     m = {"status": "ok", "count_pred": 3, "seconds": 1.0, "profile": "smoke", "provider": "copypaste", "seed": 0,
          "device": "cpu", "instance_size": 16.0, "instance_size_estimated": 20.0, "instance_size_given": False}
     assert "0.8 x the measured 20.0 px" in summary_markdown(m)
@@ -590,9 +596,14 @@ def test_round_objects_work_at_the_estimate_times_the_factor_rods_and_given_size
     assert "(measured)" in summary_markdown({**m, "instance_size": 20.0})
 
 
-def test_a_run_on_round_objects_works_at_the_factor_times_the_estimate(tmp_path, one_thread):
-    img = coins()
-    m = run_hoc(make_config(HOCConfig, "smoke"), img, tmp_path / "run", progress=False)
+def test_heaped_photos_are_sized_with_the_factor_coins_apart_as_measured(tmp_path, one_thread):
+    from indprior.hoc.run import measure_scale
+    cfg = make_config(HOCConfig, "smoke")
+    stones = make_hoc("sizes", 102)[0]  # a heap of touching stones (development photo)
+    st = photo_stats(stones)
+    assert st.heaped >= scale.HEAPED and measure_scale(cfg, stones).size == pytest.approx(0.8 * st.diameter)
+    img = coins()  # coins lie apart: the run works at the measured size and records how heaped the photo is
+    m = run_hoc(cfg, img, tmp_path / "run", progress=False)
     first = (m.get("sizes_tried") or [m])[0]  # the smoke nets' instances may look cut: then a larger second try
-    assert first["instance_size"] == pytest.approx(0.8 * photo_stats(img).diameter) and not m["instance_size_given"]
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["instance_size"] == pytest.approx(first["instance_size"])
+    assert m["heaped"] < scale.HEAPED and not m["instance_size_given"]
+    assert first["instance_size"] == pytest.approx(photo_stats(img).diameter)

@@ -31,9 +31,10 @@ class HOCConfig:
     seed: int = 0
     device: str = "auto"
     instance_size: float | None = None  # typical diameter in input pixels; None = estimate_instance_size
-    estimate_factor: float = 0.8  # round objects, instance_size not given: the size used is the estimate x this. The
-    # estimate runs high where touching objects merge in the foreground, and a size too large merges touching objects;
-    # a size too small cuts objects, which the cut check sees and tries again larger (docs/method.md, session 33)
+    estimate_factor: float = 0.8  # round objects in heaps, instance_size not given: the size used is the estimate x
+    # this. The estimate runs high where touching objects merge in the foreground, and a size too large merges touching
+    # objects; a size too small cuts objects, which the cut check sees and tries again larger (segment.size_for;
+    # docs/method.md, session 33)
     provider: str = "copypaste"  # "copypaste": masks of real cut-outs (copypaste.py); "generative": the paper's
     # generative providers G(z) -> (RGB, mask) over a coarse generated background (method.py)
     crop: int = 48  # GAN crop side (copypaste: grown to 1.6 object lengths for elongated objects)

@@ -22,7 +22,7 @@ from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
 from .grouping import join_end_to_end, join_seen_whole, split_at_necks, split_bimodal_votes, split_side_by_side
 from .outputs import Failed, finish, write_instances
-from .scale import PhotoStats, is_elongated, photo_stats
+from .scale import HEAPED, PhotoStats, is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
 
 
@@ -36,11 +36,13 @@ def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
 
 
 def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
-    """The object size (input px) a run works at: `instance_size` when given, else the photo's estimate, for round
-    objects x `estimate_factor` (the estimate runs high where touching objects merge in the foreground)."""
+    """The object size (input px) a run works at: `instance_size` when given, else the photo's estimate, x
+    `estimate_factor` for round objects lying in heaps (`scale.HEAPED`): there the estimate runs high, and a size
+    too large merges touching objects (docs/method.md, session 33)."""
     if cfg.instance_size is not None:
         return float(cfg.instance_size)
-    return stats.diameter * (1.0 if is_elongated(stats.length, stats.width) else cfg.estimate_factor)
+    heap = stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width)
+    return stats.diameter * (cfg.estimate_factor if heap else 1.0)
 
 
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
