@@ -30,7 +30,8 @@ def hoc_run(tmp_path_factory):
     save_png_atomic(out / "image.png", image)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        hoc.run_hoc(C.make_config(hoc.HOCConfig, "smoke", device="cpu"), out / "image.png", out, gt, progress=False)
+        hoc.run_hoc(C.make_config(hoc.HOCConfig, "smoke", device="cpu", estimate_factor=1.0),  # the size these
+                    out / "image.png", out, gt, progress=False)  # smoke runs were written for (test_hoc.smoke_cfg)
     return out
 
 

@@ -79,8 +79,8 @@ def test_bad_boxes_are_named_errors(run, tmp_path):
 def test_hoc_run_on_a_second_photo(tmp_path, one_thread):
     image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
     other, _ = make_synthetic_hoc(seed=1, size=(96, 96), n_instances=(5, 10))
-    run_hoc(make_config(HOCConfig, "smoke"), image, tmp_path / "run", gt, progress=False)
-    save_png_atomic(tmp_path / "other.png", other)
+    run_hoc(make_config(HOCConfig, "smoke", estimate_factor=1.0), image, tmp_path / "run", gt, progress=False)  # the
+    save_png_atomic(tmp_path / "other.png", other)  # size this smoke run was written for (test_hoc.smoke_cfg)
     with pytest.raises(ConfigError, match=r"views=3: expected one of 1, 2, 4, 8"):
         segment_with_run(tmp_path / "run", tmp_path / "other.png", tmp_path / "seg", views=3)
     try:
