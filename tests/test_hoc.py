@@ -266,7 +266,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     cfg, info, _ = load_hoc_run(tmp_path / "kept")  # segment reads the kept run and applies its size
     assert cfg.instance_size == second["instance_size"] and info["size_factor"] == pytest.approx(hoc_run.GROW)
     seg = segment_with_run(tmp_path / "kept", other, tmp_path / "seg")
-    assert seg["instance_size"] == pytest.approx(hoc_run.GROW * smoke_cfg.estimate_factor * photo_stats(other).diameter)
+    assert seg["instance_size"] == pytest.approx(hoc_run.GROW * photo_stats(other).diameter)  # factor 1 (smoke_cfg)
     gan = hoc_run.rebuild_gan(tmp_path / "kept", image)
     assert gan["cfg"].instance_size == second["instance_size"]
     m2 = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # resumes both tries: same outcome

@@ -39,7 +39,7 @@ from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
-from .segment import LARGER, rescale_for, segment_photo, segment_rescaled, segmenter_from_saved, size_for
+from .segment import LARGER, scaled_geometry, segment_photo, segment_rescaled, segmenter_from_saved, size_for
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
@@ -80,9 +80,7 @@ def measure_scale(cfg: HOCConfig, img: np.ndarray) -> Scale:
     """The photo's `Scale`. DataError when no objects stand out, or when the rescaled photo is smaller than a crop."""
     stats = photo_stats(img)
     size = size_for(cfg, stats)
-    k = size / stats.diameter  # the size used rescales the measured width and length alike
-    rescale = rescale_for(cfg, size, stats.length * k)
-    width, length = stats.width * k * rescale, stats.length * k * rescale
+    rescale, width, length = scaled_geometry(cfg, stats, size)
     crop = cfg.crop if cfg.provider == "generative" else _round8(max(cfg.crop, 1.6 * length))
     window = _round8(cfg.window_extent * length)
     return Scale(stats, size, rescale, ImageCrops(img, crop, rescale), crop, window, width, length)

@@ -321,7 +321,7 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
 def heaped_share(fg: np.ndarray, diameter: float) -> float:
     """The share of the foreground `fg` in connected parts larger than HEAP objects of that diameter (a disc's
     area each): heaps of touching objects, where the centre peaks' inscribed discs run large. Development photos:
-    heaps of stones, fruit and discs 0.72-1.00; nuclei, coins and dark_on_light, mostly apart, 0.00-0.33."""
+    heaps of stones, fruit and discs 0.72-1.00; nuclei and dark_on_light, mostly apart, 0.00-0.33 (coins 0.00)."""
     areas = np.bincount(ndi.label(fg)[0].ravel())[1:]
     return float(areas[areas > HEAP * np.pi / 4 * diameter**2].sum() / max(int(areas.sum()), 1))
 

@@ -45,6 +45,14 @@ def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
     return stats.diameter * (cfg.estimate_factor if heap else 1.0)
 
 
+def scaled_geometry(cfg: HOCConfig, stats: PhotoStats, size: float) -> tuple[float, float, float]:
+    """(rescale, width, length) for a photo worked at object size `size` (input px): the measured width and length
+    scaled with the size, then by the rescale factor (`rescale_for`), in rescaled px."""
+    k = size / stats.diameter
+    rescale = rescale_for(cfg, size, stats.length * k)
+    return rescale, stats.width * k * rescale, stats.length * k * rescale
+
+
 def fill_instance_holes(labels: np.ndarray) -> np.ndarray:
     """Background enclosed by one instance joins it: instances are compact, and the segmenter's
     foreground head misses dark details inside bright objects (coin reliefs)."""
@@ -211,9 +219,7 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
             size = size_for(dataclasses.replace(cfg, instance_size=None), stats) * info.get("size_factor", 1.0)  # as
-            k = size / stats.diameter  # run_hoc sizes a photo, and a run that kept a larger try applies it here too
-            rescale = rescale_for(cfg, size, stats.length * k)
-            length, width = stats.length * k * rescale, stats.width * k * rescale
+            rescale, width, length = scaled_geometry(cfg, stats, size)  # run_hoc sizes a photo; a kept larger try too
         facts.update(instance_size=size, rescale=rescale)
         labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
         status = write_instances(out_dir, img, labels)
