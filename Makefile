@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff on lib/ tests/ bench/ tools/, and import-linter's layer a
 	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) lint ## lint, then pytest on tests/ and nbval on notebooks/ (smoke profile)
-	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider tests
+	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 $(PY) -m pytest -q -p no:cacheprovider --durations=10 tests
 	rm -rf runs/nbval
 	INDPRIOR_PROFILE=smoke INDPRIOR_HEADLESS=1 INDPRIOR_RUN_ROOT=$(abspath runs/nbval) $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-kernel-name $(KERNEL) notebooks
 

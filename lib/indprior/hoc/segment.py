@@ -35,14 +35,17 @@ def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
     return min(d_target / diameter, max(1.4 * d_target / max(length, 1e-6), cfg.min_width / max(width, 1e-6)))
 
 
-def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
-    """The object size (input px) a run works at: `instance_size` when given, else the photo's estimate, x
-    `estimate_factor` for round objects lying in heaps (`scale.HEAPED`): there the estimate runs high, and a size
-    too large merges touching objects (docs/method.md, session 33)."""
-    if cfg.instance_size is not None:
-        return float(cfg.instance_size)
+def measured_size(cfg: HOCConfig, stats: PhotoStats) -> float:
+    """The object size (input px) measured on a photo: its estimate, x `estimate_factor` for round objects lying in
+    heaps (`scale.HEAPED`): there the estimate runs high, and a size too large merges touching objects
+    (docs/method.md, session 33)."""
     heap = stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width)
     return stats.diameter * (cfg.estimate_factor if heap else 1.0)
+
+
+def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
+    """The object size (input px) a run works at: `instance_size` when given, else `measured_size`."""
+    return float(cfg.instance_size) if cfg.instance_size is not None else measured_size(cfg, stats)
 
 
 def scaled_geometry(cfg: HOCConfig, stats: PhotoStats, size: float) -> tuple[float, float, float]:
@@ -218,8 +221,9 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
                 stats = photo_stats(img)
             except DataError as err:
                 raise Failed(str(err), "pass same_scale=True (--same-scale) if the photo has the run's magnification") from err
-            size = size_for(dataclasses.replace(cfg, instance_size=None), stats) * info.get("size_factor", 1.0)  # as
-            rescale, width, length = scaled_geometry(cfg, stats, size)  # run_hoc sizes a photo; a kept larger try too
+            # measured as run_hoc measures a photo (the run's own given size is for its own photo), x a kept larger try
+            size = measured_size(cfg, stats) * info.get("size_factor", 1.0)
+            rescale, width, length = scaled_geometry(cfg, stats, size)
         facts.update(instance_size=size, rescale=rescale)
         labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
         status = write_instances(out_dir, img, labels)
