@@ -316,9 +316,9 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         facts["factory_pool"] = pool  # how many cut-outs the segmenter's composites were drawn from
         if pool["all_used"]:
             lone = f" and {pool['singles']} are lone objects" if pool.get("singles") else ""
-            warnings.warn(f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object{lone}, so "
-                          "the segmenter learns from all of them, masks over several objects included: touching "
-                          "objects may come out merged. Try another seed (--set seed=1)", RuntimeWarning, stacklevel=2)
+            _warn(facts, f"only {pool['one_object']} of {pool['cutouts']} cut-outs' masks look like one object{lone}, "
+                         "so the segmenter learns from all of them, masks over several objects included: touching "
+                         "objects may come out merged. Try another seed (--set seed=1)")
     gan_step = [cfg.seed, len(events), cfg.gan_steps]
     again = cfg.provider == "copypaste" and (cfg.second_round == "all" or (cfg.second_round == "round" and not sc.elongated))
     seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress, factory=pool,
