@@ -315,7 +315,9 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
     if sized is not fg:
         pts, r = centre_peaks(sized)
         width, length = _width_length(sized, pts, r)
-    return PhotoStats(fg, float(fg.mean()), width, length, len(pts), left, heaped_share(fg, np.sqrt(width * length)))
+    stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
+    stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
+    return stats
 
 
 def heaped_share(fg: np.ndarray, diameter: float) -> float:
