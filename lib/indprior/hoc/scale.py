@@ -6,8 +6,10 @@ channel) is fitted to the frame, so uneven lighting and vignetting drop out; eac
 it (unsigned, so bright-on-dark and dark-on-light read alike) above Otsu's threshold seeds GrabCut, whose colour
 models then follow multi-coloured objects and textured backgrounds. Where Otsu's threshold falls between two faces
 of the objects themselves (their lit and dark sides; a yellow and a purple kind on wood), the seed is widened to the
-other face (`_seed`); when the mask still leaves out much of what differs from the backdrop, the seed is grown into
-it and GrabCut run again (`_grow`, kept when it takes in most of what was left out). The inverted photo gives the same mask.
+other face (`_seed`); a few objects of a second kind nearly the backdrop's colour (copper coins among silver ones on
+wood) are cut again with the seed and added (`_whole_objects`); when the mask still leaves out much of what differs
+from the backdrop, the seed is grown into it and GrabCut run again (`_grow`, kept when it takes in most of what was
+left out). The inverted photo gives the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains).
@@ -34,7 +36,10 @@ ROD_WIDTH = 2.5  # a lone rod or grain is at most this many typical widths wide:
 # session 26)
 KEEP = 0.7  # GrabCut must keep this share of the probable-object pixels, else it is reseeded (_grabcut)
 FRAME_SEED = 0.05  # Otsu's threshold may pass at most this share of the frame's backdrop, else the seed is by colour
-NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed)
+NOVEL = 1.0  # colours off a textured frame must add at least the seed itself (_seed), or come as whole objects:
+WHOLE, NETWORK, APART = 0.5, 20.0, 0.5  # parts whose inscribed radius is at least WHOLE x the seed's typical
+# half-width, whose area is at most NETWORK such inscribed discs (not the web of gaps between touching objects) and
+# whose rim lies at most APART in the seed (objects of their own, not other faces of found ones): _whole_objects
 REGROW = 0.1  # the foreground is cut again with a grown seed when its first cut leaves out more than this (_foreground)
 LEFT_OUT = 0.35  # a run warns when more than this share of the foreground's area differs from the backdrop outside it
 FILL_PEAKS, FILL_DISCS, FILL_HOLE = 20, 2.0, 0.125  # a photo with at least FILL_PEAKS centre peaks whose foreground
@@ -99,7 +104,8 @@ def residual(image: np.ndarray, sigma: float = 1.5, refits: int = 3) -> tuple[np
     return res, back
 
 
-def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.ndarray) -> np.ndarray:
+def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float,
+          clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probable-object pixels: the deviation |res| above Otsu's threshold `t`, plus what Otsu's threshold split
     off the objects. Otsu's threshold falls between two modes of the objects' own deviation when they show two
     faces: shaded or speckled objects whose dark side is nearly the backdrop (on a clean frame), or a cluster of
@@ -112,30 +118,61 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.n
     - textured frame: pixels whose colour lies off the frame texture's own spread (Mahalanobis distance to the
       frame's residual colours above twice its 99th percentile on the frame), that are not a darkening or
       lightening of the backdrop (a shadow, a highlight: residual within ~18 degrees of the backdrop colour or
-      its complement) and are thick, join the seed when they are at least `NOVEL` x the seed. Where Otsu's
+      its complement) and are thick, join the seed when they are at least `NOVEL` x the seed (when they are
+      fewer, they are returned apart and `_foreground` takes in those of them that are whole objects:
+      `_whole_objects`). Where Otsu's
       threshold passes more than `FRAME_SEED` of the frame's own backdrop (objects standing in the frame left
       out), the deviation cannot tell the objects from the backdrop's texture (veined marble, clouded metal,
       bricks): those off-texture colours alone are the seed.
 
-    Symmetric in the photo's polarity. Chosen on the suite's development seeds 0-9 and 100-159 (docs/method.md,
-    session 23; `FRAME_SEED` on seeds 0-9 and 100-199, session 29)."""
+    Returns (the seed, the off-texture parts too few to join it: empty but in that last case). Symmetric in the
+    photo's polarity. Chosen on the suite's development seeds 0-9 and 100-159 (docs/method.md, session 23;
+    `FRAME_SEED` on seeds 0-9 and 100-199, session 29; the parts left apart, session 35)."""
     dev = _norm(res)
     seed = dev > t
+    none = np.zeros_like(seed)
     if noise < 0.25 * t:
-        return _hysteresis(seed, dev > max(noise, 0.5 * t))
+        return _hysteresis(seed, dev > max(noise, 0.5 * t)), none
     if clean.sum() < 12:  # `clean`: the frame, objects standing in it left out (_clean_frame)
-        return seed
+        return seed, none
+    off = _off_texture(res, back, clean, dev)
+    if seed[clean].mean() > FRAME_SEED and off.sum() >= 12:  # the backdrop's own texture passes Otsu's threshold
+        return off, none
+    novel = off & ~seed
+    return (seed | novel, none) if novel.sum() >= NOVEL * seed.sum() else (seed, novel)
+
+
+def _off_texture(res: np.ndarray, back: np.ndarray, clean: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """Thick parts whose colour lies off the frame texture's own spread and is no shadow or highlight (`_seed`)."""
     cov = np.cov(res[clean].reshape(-1, 3).T) + np.eye(3)  # + 1 grey level^2: a flat frame is not singular
     dist = np.sqrt(np.einsum("hwi,ij,hwj->hw", res, np.linalg.inv(cov), res))
     off = dist > 2.0 * np.percentile(dist[clean], 99)
     norm = dev + 1e-6
     for axis in (back, 255.0 - back):  # shadows and highlights (and their inverted-photo twins) left out
         off &= np.abs((res * axis).sum(-1)) < 0.95 * norm * (np.linalg.norm(axis, axis=-1) + 1e-6)
-    off = ndi.binary_opening(off, _DISK2)
-    if seed[clean].mean() > FRAME_SEED and off.sum() >= 12:  # the backdrop's own texture passes Otsu's threshold
-        return off
-    novel = off & ~seed
-    return seed | novel if novel.sum() >= NOVEL * seed.sum() else seed
+    return ndi.binary_opening(off, _DISK2)
+
+
+def _whole_objects(novel: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The parts of `novel` that could be objects of their own: their inscribed disc's radius at least `WHOLE` x
+    the seed's median centre-peak radius (`centre_peaks`), their area at most `NETWORK` x that disc's (the web of
+    gaps between the stones of a heap is as thick as a small object but spreads over dozens of them), and at most
+    `APART` of the 2 px ring around them in the seed. Parts ringed by the seed are other faces of objects it holds
+    (the shaded side of stones, dimples in fruit); joined, they fuse touching objects into wider parts and the size
+    estimate rose up to 2 x (development sizes photo 127). Chosen on the suite's development seeds 0-9 and 100-199
+    (docs/method.md, session 35)."""
+    _, r = centre_peaks(ndi.binary_opening(seed, np.ones((3, 3), bool)))
+    parts, n = ndi.label(novel)
+    if not len(r) or n == 0:
+        return np.zeros_like(novel)
+    index = np.arange(1, n + 1)
+    peak = ndi.maximum(ndi.distance_transform_edt(novel), parts, index)
+    area = ndi.sum(novel, parts, index)
+    rim = ndi.binary_dilation(novel, iterations=2) & ~novel  # 2 px around each part (parts closer share theirs)
+    near = ndi.maximum_filter(parts, size=5) * rim  # each rim pixel labelled by the (largest-numbered) part it rings
+    bordered = ndi.mean(seed[rim], near[rim], index) if rim.any() else np.zeros(n)
+    keep = index[(peak >= WHOLE * float(np.median(r))) & (area <= NETWORK * np.pi * peak ** 2) & (bordered <= APART)]
+    return np.isin(parts, keep)
 
 
 def _grow(res: np.ndarray, back: np.ndarray, t: float, noise: float, clean: np.ndarray,
@@ -219,7 +256,7 @@ def _foreground(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, fl
     def cut(seed: np.ndarray) -> np.ndarray:
         return ndi.binary_opening(_grabcut(small, dev, t, ring, seed), np.ones((3, 3), bool))
 
-    seed = _seed(res, back, t, noise, clean)
+    seed, apart = _seed(res, back, t, noise, clean)
     fg = cut(seed)
     grey = float(np.abs(small.astype(np.int16) - small.mean(2, keepdims=True)).mean()) < 2.0
     per_object = grey and noise < 0.5 * t  # a grey photo on a clean frame (fluorescence): dim objects count too
@@ -231,6 +268,12 @@ def _foreground(image: np.ndarray, max_side: int = 1024) -> tuple[np.ndarray, fl
         left_retry = _left_out(dev, t, noise, retry)
         if left_retry < 0.5 * left:  # the second cut must take in most of what the first left out
             fg, left = retry, left_retry
+    second = np.zeros_like(seed) if per_object else _whole_objects(apart, seed)  # a few objects of a second kind
+    if second.any():  # cut again with them; only its parts that hold them are added (the re-cut also lost objects
+        parts, _ = ndi.label(cut(seed | second) & ~fg)  # of the first cut, and strewed specks on speckled ones)
+        hit = np.unique(parts[second])
+        fg = fg | np.isin(parts, hit[hit > 0])
+        left = _left_out(dev, t, noise, fg)
     if s < 1:
         fg = cv2.resize(fg.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     return fg, left
