@@ -120,10 +120,9 @@ def _seed(res: np.ndarray, back: np.ndarray, t: float, noise: float,
       lightening of the backdrop (a shadow, a highlight: residual within ~18 degrees of the backdrop colour or
       its complement) and are thick, join the seed when they are at least `NOVEL` x the seed (when they are
       fewer, they are returned apart and `_foreground` takes in those of them that are whole objects:
-      `_whole_objects`). Where Otsu's
-      threshold passes more than `FRAME_SEED` of the frame's own backdrop (objects standing in the frame left
-      out), the deviation cannot tell the objects from the backdrop's texture (veined marble, clouded metal,
-      bricks): those off-texture colours alone are the seed.
+      `_whole_objects`). Where Otsu's threshold passes more than `FRAME_SEED` of the frame's own backdrop
+      (objects standing in the frame left out), the deviation cannot tell the objects from the backdrop's
+      texture (veined marble, clouded metal, bricks): those off-texture colours alone are the seed.
 
     Returns (the seed, the off-texture parts too few to join it: empty but in that last case). Symmetric in the
     photo's polarity. Chosen on the suite's development seeds 0-9 and 100-159 (docs/method.md, session 23;
