@@ -131,6 +131,28 @@ def test_fill_instance_holes_fills_only_enclosed_background():
     assert out[3, 3] == 1 and out[3, 8] == 2 and out[5, 3] == 0 and (out[lab > 0] == lab[lab > 0]).all()
 
 
+def test_a_frame_of_strips_along_the_rim_outside_the_foreground_is_dropped_but_one_object_at_the_edge_stays():
+    from indprior.hoc.segment import drop_rim_frame
+    lab = np.zeros((100, 120), np.uint16)
+    fg = np.zeros((100, 120), bool)
+    lab[40:50, 30:60] = 1  # an object in the foreground
+    fg[40:50, 30:60] = True
+    lab[0:3, 10:110], lab[97:100, 10:110] = 2, 3  # strips lining the top and bottom edges, off the foreground
+    lab[10:90, 0:3], lab[10:90, 117:120] = 4, 5  # and the left and right ones: the frame
+    out, n = drop_rim_frame(lab, fg, band=8)
+    assert n == 4 and out.max() == 1 and (out == np.where(lab == 1, 1, 0)).all()
+    # an object cut by the left edge that the foreground missed, and one short strip: a small share of the rim
+    one = np.where(lab == 1, 1, 0).astype(np.uint16)
+    one[60:75, 0:6], one[0:3, 10:40] = 2, 3
+    kept, n = drop_rim_frame(one, fg, band=8)
+    assert n == 0 and (kept == one).all()
+    # the frame inside the foreground (objects lining the edge) stays
+    kept, n = drop_rim_frame(lab, fg | (lab > 0), band=8)
+    assert n == 0 and (kept == lab).all()
+    with pytest.raises(ValueError, match="fg: expected shape"):
+        drop_rim_frame(lab, fg[:50], band=8)
+
+
 def test_only_elongated_objects_are_grouped_anisotropically():
     from indprior.hoc.segment import anisotropy_for
     assert anisotropy_for(26.9, 6.9) == 3.0  # rods: their aspect, at most 3
@@ -185,6 +207,7 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     assert 0 <= saved["foreground_left_out"] < LEFT_OUT  # the foreground holds the objects
     fg = photo_stats(image).fg  # the share of it the instances cover, and the warning when that is small
     assert saved["foreground_covered"] == round(float(((inst > 0) & fg).sum() / fg.sum()), 3)
+    assert saved["rim_frame_dropped"] == 0  # no frame along the rim of the synthetic photo
     assert saved["instance_axis_ratio"] == round(axis_ratio(inst), 3)  # and the warning when objects come out cut
     own = max(1.0, saved["length"] / saved["width"])
     cut = saved["instance_axis_ratio"] >= hoc_run.CUT * own and not saved["elongated"]
@@ -270,6 +293,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     assert cfg.instance_size == second["instance_size"] and info["size_factor"] == pytest.approx(hoc_run.GROW)
     seg = segment_with_run(tmp_path / "kept", other, tmp_path / "seg")
     assert seg["instance_size"] == pytest.approx(hoc_run.GROW * photo_stats(other).diameter)  # factor 1 (smoke_cfg)
+    assert seg["rim_frame_dropped"] == 0
     gan = hoc_run.rebuild_gan(tmp_path / "kept", image)
     assert gan["cfg"].instance_size == second["instance_size"]
     m2 = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # resumes both tries: same outcome

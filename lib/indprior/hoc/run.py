@@ -39,7 +39,15 @@ from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_
 from .method import HOCGAN, composite_batches
 from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
-from .segment import LARGER, scaled_geometry, segment_photo, segment_rescaled, segmenter_from_saved, size_for
+from .segment import (
+    LARGER,
+    drop_rim_frame,
+    scaled_geometry,
+    segment_photo,
+    segment_rescaled,
+    segmenter_from_saved,
+    size_for,
+)
 from .siseg import InstanceSegmenter, Segmenter, combine, train_segmenter
 
 COVERED = 0.5  # a run warns when its instances cover less than this share of the photo's foreground (on the
@@ -333,6 +341,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
                                             factory=facts["second_round"], second=True)
     labels = segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
+    labels, facts["rim_frame_dropped"] = drop_rim_frame(labels, sc.stats.fg, sc.stats.width)
     covered = float(((labels > 0) & sc.stats.fg).sum() / max(1, sc.stats.fg.sum()))
     facts["foreground_covered"] = round(covered, 3)
     if covered < COVERED:  # the run goes on, but says that most of the photo's objects may be missing
