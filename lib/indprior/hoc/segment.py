@@ -88,8 +88,8 @@ def drop_rim_frame(labels: np.ndarray, fg: np.ndarray, band: float, share: float
     if n == 0:
         return labels, 0
     b = int(min(max(2, round(band)), h // 2, w // 2))
-    yy, xx = np.mgrid[:h, :w]
-    near_edge = np.minimum(np.minimum(yy, h - 1 - yy), np.minimum(xx, w - 1 - xx)) < b
+    rows, cols = np.arange(h), np.arange(w)
+    near_edge = (np.minimum(rows, h - 1 - rows) < b)[:, None] | (np.minimum(cols, w - 1 - cols) < b)[None, :]
     ids = np.arange(1, n + 1)
     inside = np.nan_to_num(ndi.mean(ndi.binary_dilation(fg, iterations=grow), labels, ids), nan=1.0)
     edgy = np.nan_to_num(ndi.mean(near_edge, labels, ids))
