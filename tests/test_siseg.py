@@ -289,6 +289,43 @@ def test_rods_merged_side_by_side_are_cut_apart_and_single_rods_stay_whole():
     assert (full_out > 0).all() and full_out.max() >= 5
 
 
+def _dome(shape, centre, angle_deg, length, width):
+    """Brightness 0-1 of a rounded rod lit from above: 1 along its axis, falling to 0 at its sides (0 outside)."""
+    yy, xx = np.indices(shape, dtype=float)
+    a = np.deg2rad(angle_deg)
+    v = (yy - centre[0]) * np.cos(a) - (xx - centre[1]) * np.sin(a)
+    return np.sqrt(np.clip(1 - (2 * v / width) ** 2, 0, 1)) * _rod(shape, centre, angle_deg, length, width)
+
+
+def test_rods_lying_partly_on_each_other_are_cut_apart_where_a_groove_runs_between_them_and_a_wide_rod_is_not():
+    from indprior.hoc.grouping import GROOVE, GROOVE_WIDTH, _principal, groove_depth, split_side_by_side
+    shape, L, W = (80, 120), 28, 7
+    lower, upper = ((38, 40), 0), ((42, 42), 8)  # the upper rod lies on the lower one's edge, at a small angle
+    truth = np.zeros(shape, np.int64)
+    truth[_rod(shape, *lower, L, W)] = 1
+    truth[_rod(shape, *upper, L, W)] = 2
+    img = 20 + 200 * np.where(truth == 2, _dome(shape, *upper, L, W), _dome(shape, *lower, L, W))
+    merged = (truth > 0).astype(np.int64)
+    ys, xs = np.nonzero(merged)
+    minor = _principal(np.stack([ys, xs], 1).astype(float))[3]
+    assert GROOVE_WIDTH * W < minor < 1.9 * W  # narrower than two rods: width alone does not cut it
+    assert groove_depth(img, merged, 1) >= GROOVE
+    assert split_side_by_side(merged, L, W, min_size=20).max() == 1  # without the photo it stays whole
+    out = split_side_by_side(merged, L, W, min_size=20, image=np.repeat(img[..., None], 3, 2))
+    assert out.max() == 2
+    iou = [[((truth == k) & (out == j)).sum() / ((truth == k) | (out == j)).sum() for j in (1, 2)] for k in (1, 2)]
+    best = np.argmax(iou, 1)  # each rod has its own part, and matches it (the cut runs between two line segments,
+    assert best[0] != best[1] and min(np.max(iou, 1)) >= 0.65, iou  # not exactly along the groove: IoU ~0.7)
+    wide = _rod(shape, (40, 60), 5, L, 1.5 * W).astype(np.int64)  # one rod as wide (minor axis 1.73 W), lit as one
+    wide_img = 20 + 200 * _dome(shape, (40, 60), 5, L, 1.5 * W)
+    ys, xs = np.nonzero(wide)
+    assert GROOVE_WIDTH * W < _principal(np.stack([ys, xs], 1).astype(float))[3] < 1.9 * W  # halves would "fit"
+    assert groove_depth(wide_img, wide, 1) < GROOVE
+    assert split_side_by_side(wide, L, W, min_size=20, image=wide_img).max() == 1
+    with pytest.raises(ValueError, match="image: expected"):
+        split_side_by_side(merged, L, W, image=img[:40])
+
+
 def _offsets_to(labels, centres, noise, rng):
     """2 h w offsets sending each pixel of instance k to centres[k] (k >= 1), plus Gaussian noise of sd `noise`."""
     yy, xx = np.indices(labels.shape, dtype=float)

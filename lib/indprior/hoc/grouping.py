@@ -266,16 +266,63 @@ def _k_lines(p: np.ndarray, assign: np.ndarray, k: int, iters: int = 15) -> np.n
     return assign
 
 
+GROOVE_WIDTH, GROOVE, GROOVE_PART = 1.6, 0.1, 0.55  # split_side_by_side's second trigger (docs/method.md, session 37)
+
+
+def groove_depth(gray: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """How deep a groove runs along instance k of `labels` in the photo `gray` (H W float): across its major axis, in
+    three sections along it, the mean brightness profile (object side up: the instance's mean against the backdrop
+    just outside it) is searched for a dip between two higher points; the deepest dip as a share of the object's
+    contrast with that backdrop, 0 when there is none. Two objects lying side by side, partly on each other, are
+    parted by a darker (or, dark on light, lighter) line that one object does not have."""
+    inst = labels == k
+    ring = ndimage.binary_dilation(inst, iterations=3) & ~ndimage.binary_dilation(inst, iterations=1) & (labels == 0)
+    ys, xs = np.nonzero(inst)
+    if len(ys) < 10 or not ring.any():
+        return 0.0
+    inside, backdrop = float(gray[ys, xs].mean()), float(np.median(gray[ring]))
+    sign, contrast = (1.0, inside - backdrop) if inside >= backdrop else (-1.0, backdrop - inside)
+    if contrast <= 0:
+        return 0.0
+    p = np.stack([ys, xs], 1).astype(np.float64)
+    c, d, major, _ = _principal(p)
+    along, across = (p - c) @ d, (p - c) @ np.array([-d[1], d[0]])
+    value, deepest = sign * gray[ys, xs], 0.0
+    for lo, hi in ((-0.45, -0.15), (-0.15, 0.15), (0.15, 0.45)):
+        sel = (along >= lo * major) & (along < hi * major)
+        if sel.sum() < 10:
+            continue
+        bins = np.rint(across[sel]).astype(np.int64)
+        bins -= bins.min()
+        n = np.bincount(bins)
+        prof = (np.bincount(bins, value[sel]) / np.maximum(n, 1))[n >= 2]
+        if len(prof) < 5:
+            continue
+        prof = (prof[1:] + prof[:-1]) / 2
+        for i in range(1, len(prof) - 1):
+            deepest = max(deepest, min(prof[:i].max(), prof[i + 1:].max()) - prof[i])
+    return deepest / contrast
+
+
 def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger: float = 1.9,
                        max_length: float = 1.5, max_width: float = 1.5, min_size: int = 20,
-                       max_parts: int = 3) -> np.ndarray:
+                       max_parts: int = 3, image: np.ndarray | None = None) -> np.ndarray:
     """The converse of `join_end_to_end`: an instance wider than `trigger` x `width` (minor axis as in `_axes`:
     objects lying side by side whose votes met) is cut into the fewest line-shaped parts (2, then up to
     `max_parts`; `_k_lines` started from slices across and along it) that each fit one object (major <=
     max_length x `length`, minor <= max_width x `width`, >= min_size pixels); among cuts into as many parts the
-    thinnest (summed minor axes) wins. An instance no cut fits stays whole. Returns a uint16 map renumbered 1..n."""
+    thinnest (summed minor axes) wins. An instance no cut fits stays whole.
+
+    With the photo (`image`, H W or H W 3) an instance only `GROOVE_WIDTH` x `width` wide is cut too when a groove
+    runs along it (`groove_depth` >= `GROOVE`): two objects lying partly on each other, whose union is narrower
+    than two; each part must then hold >= `GROOVE_PART` x length x width pixels (a whole object, not a corner of a
+    neighbour). Single objects come out up to 1.86 x the width estimate, so width alone cannot tell them from such
+    pairs (docs/method.md, sessions 36-37). Returns a uint16 map renumbered 1..n."""
     out = labels.astype(np.int64)
     nxt = int(out.max()) + 1
+    gray = None if image is None else (image.astype(np.float64).mean(2) if image.ndim == 3 else image.astype(np.float64))
+    if gray is not None and gray.shape != labels.shape:
+        raise ValueError(f"image: expected {labels.shape} px (the label map's), got {gray.shape[:2]}")
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -284,8 +331,14 @@ def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger:
             continue
         p = np.stack([ys, xs], 1).astype(np.float64)
         c, d, _, minor = _principal(p)
+        smallest = min_size
         if minor <= trigger * width:
-            continue
+            if gray is None or minor <= GROOVE_WIDTH * width:
+                continue
+            pad = tuple(slice(max(0, s.start - 3), s.stop + 3) for s in sl)
+            if groove_depth(gray[pad], labels[pad], k) < GROOVE:
+                continue
+            smallest = max(min_size, GROOVE_PART * length * width)
         best = None
         for parts in range(2, max_parts + 1):
             for axis in (np.array([-d[1], d[0]]), d):  # slices across the instance first, then along it
@@ -302,6 +355,8 @@ def split_side_by_side(labels: np.ndarray, length: float, width: float, trigger:
                         best = (thickness, assign)
             if best is not None:
                 break
+        if best is not None and smallest > min_size and np.bincount(best[1]).min() < smallest:
+            best = None  # a groove's cut must leave whole objects, not a corner of a neighbour
         if best is not None:
             region = out[sl]
             for j in range(1, int(best[1].max()) + 1):

@@ -143,7 +143,8 @@ def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: 
     suite's development photos it held touching objects apart and kept long ones whole best (docs/method.md).
     Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
     pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
-    as two objects is cut into objects of their size where it can be (`split_side_by_side`); then the photo is
+    as two objects (or, where a groove runs along it in the photo, 1.6 objects) is cut into objects of their size
+    where it can be (`split_side_by_side`); then the photo is
     grouped again zoomed out by `ZOOM_OUT`, and touching pieces that come out as one object there are joined
     (`join_seen_whole`: rods longer than the estimate said). Round objects whose votes form two groups far
     apart are cut in two (`split_bimodal_votes`), and so are those whose boundary crosses a short neck between
@@ -178,7 +179,7 @@ def _group_at(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.d
                                      anisotropy=anisotropy)
     if anisotropy > 1:  # pieces of one long object, end to end, become one (group_instances' anisotropic votes);
         labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
-        labels = split_side_by_side(labels, span, width, min_size=min_size)
+        labels = split_side_by_side(labels, span, width, min_size=min_size, image=image)
     else:  # round objects: an instance whose votes form two groups far apart is cut in two, and so is one
         labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)  # whose boundary crosses a neck
         labels = split_at_necks(labels, maps["boundary"], d_px)
