@@ -144,11 +144,10 @@ def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: 
     Elongated objects (`length` >= 2 x `width`) are grouped anisotropically (`anisotropy_for`), touching
     pieces that together make one object of their size are joined (`join_end_to_end`), and an instance as wide
     as two objects (or, where a groove runs along it in the photo, 1.6 objects) is cut into objects of their size
-    where it can be (`split_side_by_side`); then the photo is
-    grouped again zoomed out by `ZOOM_OUT`, and touching pieces that come out as one object there are joined
-    (`join_seen_whole`: rods longer than the estimate said). Round objects whose votes form two groups far
-    apart are cut in two (`split_bimodal_votes`), and so are those whose boundary crosses a short neck between
-    two parts (`split_at_necks`)."""
+    where it can be (`split_side_by_side`); then the photo is grouped again zoomed out by `ZOOM_OUT`, and
+    touching pieces that come out as one object there are joined (`join_seen_whole`: rods longer than the
+    estimate said). Round objects whose votes form two groups far apart are cut in two (`split_bimodal_votes`),
+    and so are those whose boundary crosses a short neck between two parts (`split_at_necks`)."""
     labels, maps = _group_at(seg, image, cfg, device, length, width, bandwidth, 1.0)
     if is_elongated(length, width):
         h, w = image.shape[:2]
