@@ -402,6 +402,38 @@ def test_touching_round_objects_are_cut_at_a_neck_the_boundary_crosses_and_one_l
         split_at_necks(merged, bnd[:10], d)
 
 
+def test_the_lit_and_shaded_halves_of_one_stone_are_joined_but_touching_stones_and_two_colours_are_not():
+    from indprior.hoc.grouping import join_round_pieces
+    shape = (60, 170)
+    yy, xx = np.indices(shape, dtype=float)
+    disc = lambda cy, cx, r: np.hypot(yy - cy, xx - cx) <= r  # noqa: E731
+    lab = np.zeros(shape, np.int64)
+    lab[disc(30, 25, 13) & (xx + 0.4 * yy < 37)] = 1  # one stone, its lit part ...
+    lab[disc(30, 25, 13) & (xx + 0.4 * yy >= 37)] = 2  # ... and its shaded part, cut along the light
+    lab[disc(30, 65, 12)] = 3  # two stones of one colour touching (a small one by a large one)
+    lab[disc(33, 87, 8) & (lab == 0)] = 4
+    lab[disc(30, 125, 13) & (xx < 125)] = 5  # two fruit that hide each other's other half: round together,
+    lab[disc(30, 125, 13) & (xx >= 125)] = 6  # but green and purple
+    lab[disc(12, 158, 5)] = 7  # a small stone on its own
+    img = np.full(shape + (3,), (150, 130, 90), np.float64)  # a wooden backdrop
+    orange = np.array([230, 130, 40.0])
+    img[(lab >= 1) & (lab <= 4) | (lab == 7)] = orange
+    img[lab == 2] = 0.45 * orange  # shade changes brightness, not colour
+    img[lab == 5], img[lab == 6] = (90, 170, 60), (110, 50, 120)
+    out = join_round_pieces(lab, img.astype(np.uint8))
+    assert out.dtype == np.uint16 and out.max() == 6 and ((out > 0) == (lab > 0)).all()
+    assert len(np.unique(out[(lab == 1) | (lab == 2)])) == 1  # the halves are one stone
+    for a, b in ((3, 4), (5, 6)):  # a pair of stones and the two fruit stay apart, each whole
+        assert len(np.unique(out[lab == a])) == 1 and out[lab == a][0] != out[lab == b][0]
+    gray = img.mean(2, keepdims=True).astype(np.uint8)  # no colour: the shape alone decides
+    out = join_round_pieces(lab, gray)
+    assert out.max() == 5 and len(np.unique(out[(lab == 5) | (lab == 6)])) == 1
+    assert out[lab == 3][0] != out[lab == 4][0]
+    assert join_round_pieces(lab, img, max_colour=0.0).max() == 7  # stricter on colour: nothing is one colour enough
+    with pytest.raises(ValueError, match="image"):
+        join_round_pieces(lab, img[:10])
+
+
 def test_boundary_map_refines_blurred_borders():
     """A CNN blurs offsets across the contact of two instances; the boundary map should fix those pixels."""
     rng = np.random.default_rng(5)

@@ -20,7 +20,14 @@ from ..core.files import prepare_out_dir, write_json
 from ..core.runtime import resolve_device
 from ..data.images import DataError, ImageCrops, load_image
 from .config import HOCConfig
-from .grouping import join_end_to_end, join_seen_whole, split_at_necks, split_bimodal_votes, split_side_by_side
+from .grouping import (
+    join_end_to_end,
+    join_round_pieces,
+    join_seen_whole,
+    split_at_necks,
+    split_bimodal_votes,
+    split_side_by_side,
+)
 from .outputs import Failed, finish, write_instances
 from .scale import HEAPED, PhotoStats, is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
@@ -147,7 +154,9 @@ def segment_rescaled(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: 
     where it can be (`split_side_by_side`); then the photo is grouped again zoomed out by `ZOOM_OUT`, and
     touching pieces that come out as one object there are joined (`join_seen_whole`: rods longer than the
     estimate said). Round objects whose votes form two groups far apart are cut in two (`split_bimodal_votes`),
-    and so are those whose boundary crosses a short neck between two parts (`split_at_necks`)."""
+    and so are those whose boundary crosses a short neck between two parts (`split_at_necks`); touching pieces
+    that make one round object of one colour together are joined (`join_round_pieces`: a stone's lit and shaded
+    halves)."""
     labels, maps = _group_at(seg, image, cfg, device, length, width, bandwidth, 1.0)
     if is_elongated(length, width):
         h, w = image.shape[:2]
@@ -180,8 +189,9 @@ def _group_at(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.d
         labels = join_end_to_end(labels, span, width)  # objects side by side that came out as one are cut apart
         labels = split_side_by_side(labels, span, width, min_size=min_size, image=image)
     else:  # round objects: an instance whose votes form two groups far apart is cut in two, and so is one
-        labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)  # whose boundary crosses a neck
-        labels = split_at_necks(labels, maps["boundary"], d_px)
+        labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)  # whose boundary crosses a neck;
+        labels = split_at_necks(labels, maps["boundary"], d_px)  # pieces round together, of one colour, are joined
+        labels = join_round_pieces(labels, image)
     return labels, maps
 
 
