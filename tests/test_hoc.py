@@ -208,8 +208,8 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     fg = photo_stats(image).fg  # the share of it the instances cover, and the warning when that is small
     assert saved["foreground_covered"] == round(float(((inst > 0) & fg).sum() / fg.sum()), 3)
     assert saved["rim_frame_dropped"] == 0  # no frame along the rim of the synthetic photo
-    assert saved["instance_axis_ratio"] == round(axis_ratio(inst), 3)  # and the warning when objects come out cut
-    own = max(1.0, saved["length"] / saved["width"])
+    assert saved["instance_axis_ratio"] is not None  # (of the pieces before they are joined: its own test) and the
+    own = max(1.0, saved["length"] / saved["width"])  # warning when objects come out cut
     cut = saved["instance_axis_ratio"] >= hoc_run.CUT * own and not saved["elongated"]
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
     assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED or cut or pool["all_used"])
@@ -309,6 +309,29 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     with pytest.warns(RuntimeWarning, match="cut into pieces"):  # a size the user gave is not second-guessed
         m4 = run_hoc(sized, image, tmp_path / "given", gt, progress=False)
     assert "sizes_tried" not in m4 and not (tmp_path / "given" / hoc_run.LARGER).exists()
+
+
+def test_the_cut_check_reads_the_pieces_before_they_are_joined(tmp_path, smoke_cfg, monkeypatch):
+    """Joining the pieces of round objects (`join_round_pieces`) would hide the pieces a size too small makes: the
+    run's instances are the joined ones, its cut check (and so its larger try) reads the pieces."""
+    image, gt = make_synthetic_hoc(seed=0, size=(96, 96), n_instances=(5, 10))
+    yy, xx = np.indices((96, 96))
+    whole = np.zeros((96, 96), np.uint16)
+    for k, (cy, cx) in enumerate([(20, 20), (20, 60), (60, 20), (60, 60)], start=1):
+        whole[np.hypot(yy - cy, xx - cx) <= 10] = k
+    halves = np.where((whole > 0) & (xx % 40 >= 20), whole + 4, whole).astype(np.uint16)  # each disc in two
+    seen = []
+
+    def segment_photo(*args, with_pieces=False, **kwargs):
+        seen.append(with_pieces)
+        return whole, halves
+
+    monkeypatch.setattr(hoc_run, "segment_photo", segment_photo)
+    m = run_hoc(smoke_cfg, image, tmp_path, gt, progress=False)
+    assert seen and all(seen) and m["count_pred"] == 4  # the joined instances are the result ...
+    first, second = m["sizes_tried"]  # ... but the halves (2 x as long as wide) said "cut": a larger size was tried
+    assert first["instance_axis_ratio"] == round(axis_ratio(halves), 3) >= hoc_run.CUT
+    assert second["instance_size"] == pytest.approx(hoc_run.GROW * first["instance_size"])
 
 
 def test_run_hoc_wrong_size_gt_is_a_data_error_naming_file_and_sizes(tmp_path, smoke_cfg):

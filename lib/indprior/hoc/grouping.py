@@ -172,14 +172,16 @@ def _touching_pairs(lab: np.ndarray) -> np.ndarray:
 
 
 def _join_touching(lab: np.ndarray, n: int, sums: np.ndarray,
-                   key: Callable[[np.ndarray, np.ndarray, np.ndarray], float | None]) -> np.ndarray:
-    """Touching instances of `lab` (int64, labels 1..n) joined two at a time, the lowest `key` first, repeatedly.
-    `sums` (n+1 k) are per-label sums that add up when two join (the first 6 the moments of `_moments`);
-    key(union's sums, one's, the other's) is a sort key for a pair allowed to join, or None. Returns a uint16 map
-    renumbered 1..m."""
+                   key: Callable[[np.ndarray, np.ndarray, np.ndarray], float | None],
+                   passes: int | None = None) -> np.ndarray:
+    """Touching instances of `lab` (int64, labels 1..n) joined two at a time, the lowest `key` first, repeatedly
+    (at most `passes` times; each instance joins at most once per pass). `sums` (n+1 k) are per-label sums that add
+    up when two join (the first 6 the moments of `_moments`); key(union's sums, one's, the other's) is a sort key
+    for a pair allowed to join, or None. Returns a uint16 map renumbered 1..m."""
     pairs = _touching_pairs(lab)
     root = np.arange(n + 1)
-    while len(pairs):
+    while len(pairs) and (passes is None or passes > 0):
+        passes = None if passes is None else passes - 1
         fits = []
         for p, q in pairs:
             k = key(sums[p] + sums[q], sums[p], sums[q])
@@ -226,7 +228,8 @@ def join_round_pieces(labels: np.ndarray, image: np.ndarray, max_ratio: float = 
     touch make a union at least ~1.7 x as long as wide (two equal discs 2.2 x), and two fruit that hide parts
     of each other, round together, differ in colour. On the development runs the pieces of one stone joined at
     1.06-1.33 (colours 0.002-0.032 apart), the nearest pair of two objects at 1.36 (two fruit, 0.26 apart;
-    docs/method.md, session 38). A grayscale photo has no colour cue: the shape alone decides there. Returns a
+    docs/method.md, session 38). A grayscale photo has no colour cue: the shape alone decides there. One pass:
+    each instance joins at most one other, so that many small pieces cannot snowball into a round heap. Returns a
     uint16 map renumbered 1..n."""
     if image.shape[:2] != labels.shape:
         raise ValueError(f"image: expected {labels.shape} pixels, got shape {image.shape}")
@@ -245,7 +248,7 @@ def join_round_pieces(labels: np.ndarray, image: np.ndarray, max_ratio: float = 
         apart = np.abs(a[6:] / a[0] - b[6:] / b[0]).sum()
         return major / minor if minor > 0 and major <= max_ratio * minor and apart <= max_colour else None
 
-    return _join_touching(lab, n, sums, key)
+    return _join_touching(lab, n, sums, key, passes=1)
 
 
 def join_seen_whole(labels: np.ndarray, coarse: np.ndarray, length: float, width: float, share: float = 0.6,

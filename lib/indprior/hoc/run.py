@@ -340,7 +340,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     elif again:
         seg = train_segmenter_on_composites(cfg, samplers, gan_step, out_dir, device, resume, progress,
                                             factory=facts["second_round"], second=True)
-    labels = segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width)
+    labels, pieces = segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width,
+                                   with_pieces=True)
     labels, facts["rim_frame_dropped"] = drop_rim_frame(labels, sc.stats.fg, sc.stats.width)
     covered = float(((labels > 0) & sc.stats.fg).sum() / max(1, sc.stats.fg.sum()))
     facts["foreground_covered"] = round(covered, 3)
@@ -348,7 +349,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
         _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
-    _check_cut(facts, labels, sc)
+    _check_cut(facts, pieces if pieces is labels else drop_rim_frame(pieces, sc.stats.fg, sc.stats.width)[0], sc)
     return labels
 
 
@@ -356,7 +357,8 @@ def _check_cut(facts: dict[str, Any], labels: np.ndarray, sc: Scale) -> None:
     """Records the instances' median axis ratio and the lone objects' (length / width), and whether the instances
     are much longer for their width than the lone objects (`CUT`, round objects only): pieces of objects, which
     `foreground_covered` cannot see (a size far too small cuts each object in two or three, and the instances still
-    cover the foreground). `_larger_if_cut` acts on it."""
+    cover the foreground). `_larger_if_cut` acts on it. `labels` are the instances before round pieces are joined
+    (`join_round_pieces` would hide the pieces a size too small makes: docs/method.md, session 38)."""
     ratio = axis_ratio(labels)
     facts["instance_axis_ratio"] = None if ratio is None else round(ratio, 3)
     facts["lone_axis_ratio"] = round(max(1.0, sc.stats.length / sc.stats.width), 3)

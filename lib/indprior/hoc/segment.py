@@ -191,16 +191,25 @@ def _group_at(seg: Segmenter, image: np.ndarray, cfg: HOCConfig, device: torch.d
     else:  # round objects: an instance whose votes form two groups far apart is cut in two, and so is one
         labels = split_bimodal_votes(labels, maps["offset"], d_px, min_size)  # whose boundary crosses a neck;
         labels = split_at_necks(labels, maps["boundary"], d_px)  # pieces round together, of one colour, are joined
+        maps["pieces"] = labels  # (run_hoc's cut check reads the instances before the join: pieces of a size too small)
         labels = join_round_pieces(labels, image)
     return labels, maps
 
 
+def _at_photo_size(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
+
+
 def segment_photo(seg: Segmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: tuple[int, int],
                   device: torch.device | str, length: float | None = None, bandwidth: float | None = None, *,
-                  width: float | None = None) -> np.ndarray:
-    """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber."""
-    small, _ = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth, width=width)
-    return relabel_sequential(fill_instance_holes(upsample_labels(small, shape)))[0].astype(np.uint16)
+                  width: float | None = None, with_pieces: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber.
+    `with_pieces`: (instances, the same before round pieces were joined (`join_round_pieces`)) instead."""
+    small, maps = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth, width=width)
+    labels = _at_photo_size(small, shape)
+    if not with_pieces:
+        return labels
+    return labels, (_at_photo_size(maps["pieces"], shape) if "pieces" in maps else labels)
 
 
 def segment_at_scale(seg: Segmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
