@@ -222,7 +222,7 @@ def join_round_pieces(labels: np.ndarray, image: np.ndarray, max_ratio: float = 
                       max_colour: float = 0.08) -> np.ndarray:
     """Round objects that came out in pieces: touching instances whose union is round (major axis <= max_ratio
     x minor, axes as in `_axes`) and of one colour (mean chromaticity r, g, b / (r + g + b) differing by <=
-    `max_colour`, summed over the three) become one, repeatedly, the roundest union first.
+    `max_colour`, summed over the three) become one, the roundest union first.
 
     The votes of one stone can peak twice, at its lit and at its shaded half; two whole round objects that
     touch make a union at least ~1.7 x as long as wide (two equal discs 2.2 x), and two fruit that hide parts
