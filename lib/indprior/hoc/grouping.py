@@ -180,8 +180,9 @@ def _join_touching(lab: np.ndarray, n: int, sums: np.ndarray,
     for a pair allowed to join, or None. Returns a uint16 map renumbered 1..m."""
     pairs = _touching_pairs(lab)
     root = np.arange(n + 1)
-    while len(pairs) and (passes is None or passes > 0):
-        passes = None if passes is None else passes - 1
+    done = 0
+    while len(pairs) and (passes is None or done < passes):
+        done += 1
         fits = []
         for p, q in pairs:
             k = key(sums[p] + sums[q], sums[p], sums[q])

@@ -342,14 +342,16 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                                             factory=facts["second_round"], second=True)
     labels, pieces = segment_photo(seg, sc.crops.image, cfg, img.shape[:2], device, sc.length, width=sc.width,
                                    with_pieces=True)
+    joined = pieces is not labels  # (segment_photo gives the instances themselves when no pieces were joined)
     labels, facts["rim_frame_dropped"] = drop_rim_frame(labels, sc.stats.fg, sc.stats.width)
+    pieces = drop_rim_frame(pieces, sc.stats.fg, sc.stats.width)[0] if joined else labels
     covered = float(((labels > 0) & sc.stats.fg).sum() / max(1, sc.stats.fg.sum()))
     facts["foreground_covered"] = round(covered, 3)
     if covered < COVERED:  # the run goes on, but says that most of the photo's objects may be missing
         _warn(facts, f"the instances cover only {covered:.0%} of the photo's foreground: most objects may be missing "
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
-    _check_cut(facts, pieces if pieces is labels else drop_rim_frame(pieces, sc.stats.fg, sc.stats.width)[0], sc)
+    _check_cut(facts, pieces, sc)
     return labels
 
 

@@ -204,12 +204,14 @@ def segment_photo(seg: Segmenter, rescaled: np.ndarray, cfg: HOCConfig, shape: t
                   device: torch.device | str, length: float | None = None, bandwidth: float | None = None, *,
                   width: float | None = None, with_pieces: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Instances of the photo at its own size: segment the rescaled photo, upsample, fill holes, renumber.
-    `with_pieces`: (instances, the same before round pieces were joined (`join_round_pieces`)) instead."""
+    `with_pieces`: (instances, the same before round pieces were joined (`join_round_pieces`)) instead; the
+    second is the first itself where no pieces were joined."""
     small, maps = segment_rescaled(seg, rescaled, cfg, device, length, bandwidth, width=width)
     labels = _at_photo_size(small, shape)
     if not with_pieces:
         return labels
-    return labels, (_at_photo_size(maps["pieces"], shape) if "pieces" in maps else labels)
+    pieces = maps.get("pieces")
+    return labels, (labels if pieces is None or np.array_equal(pieces, small) else _at_photo_size(pieces, shape))
 
 
 def segment_at_scale(seg: Segmenter, cfg: HOCConfig, img: np.ndarray, rescale: float, length: float | None,
