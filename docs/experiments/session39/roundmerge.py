@@ -15,7 +15,6 @@ for run in sys.argv[1:]:
     kind = name.rstrip("0123456789"); seed = int(name[len(kind):]); img, gt = make_hoc(kind, seed)
     with tempfile.TemporaryDirectory() as d:
         SG.segment_with_run(run, img, d, same_scale=True, device="cpu"); lab = load_label_map(f"{d}/instances.png")
-    pass
     n, k = int(gt.max()), int(lab.max())
     inter = np.bincount(gt.ravel().astype(np.int64) * (k + 1) + lab.ravel(), minlength=(n + 1) * (k + 1)).reshape(n + 1, k + 1)
     ag = inter.sum(1)

@@ -17,7 +17,7 @@ def profiles(gray, lab, k):
     inside, back = gray[ys, xs].mean(), np.median(gray[ring]) if ring.any() else 0
     sign = 1 if inside >= back else -1; contrast = abs(inside - back) + 1e-9
     p = np.stack([ys, xs], 1).astype(float); c, d, major, minor = G._principal(p)
-    along = (p - c) @ d; across = (p - c) @ np.array([-d[1], d[0]])
+    along = (p - c) @ d
     b = np.rint(along).astype(int); b -= b.min()
     n = np.bincount(b)                       # width per 1-px step along the axis
     val = np.bincount(b, sign * (gray[ys, xs] - back)) / np.maximum(n, 1) / contrast
