@@ -12,7 +12,9 @@ from the backdrop, the seed is grown into it and GrabCut run again (`_grow`, kep
 left out). The inverted photo gives the same mask.
 Size: objects touch and overlap, so connected components are useless; the inscribed discs are not. Each
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
-median peak gives the typical width, isolated single objects give the typical length (rods, grains).
+median peak gives the typical width, isolated single objects give the typical length (rods, grains). A photo whose
+lone objects read long but whose neighbouring centres meet at necks, not along level ridges, shows round objects
+side by side (`ridge_share`): its objects are taken for round ones.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops
@@ -46,6 +49,11 @@ FILL_PEAKS, FILL_DISCS, FILL_HOLE = 20, 2.0, 0.125  # a photo with at least FILL
 # holds at least FILL_DISCS discs of the first width per peak has its width measured again with the foreground's holes
 # under FILL_HOLE of such a disc filled (dimples and highlights inside objects set small peaks: small_holes_filled;
 # photos of elongated objects never: docs/method.md, session 28)
+RIDGE_REACH, RIDGE_LEVEL, RIDGED = 1.3, 0.8, 0.4  # centre peaks under RIDGE_REACH typical widths apart
+# are neighbours; the distance transform along the segment between two neighbours at least RIDGE_LEVEL of the smaller
+# one's radius is a level ridge (one rod's ridge: its peaks lie a width apart on it). A photo whose singles read
+# elongated but whose neighbours are joined by level ridges under RIDGED of the time shows round objects side by side
+# (ridge_share; photo_stats: docs/method.md, session 40)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -353,13 +361,39 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
         raise DataError(f"image: found {len(pts)} object(s) of width >= {MIN_WIDTH:g} px; a cluster photo has many. "
                         "Pass instance_size explicitly if the objects are tiny")
     width, length = _width_length(fg, pts, r)
-    sized = fg if is_elongated(length, width) else small_holes_filled(fg, pts, r)  # rods: no dimples
-    if sized is not fg:
+    side_by_side = is_elongated(length, width) and ridge_share(fg, pts, r) < RIDGED  # the "rods" are round objects
+    sized = fg if is_elongated(length, width) and not side_by_side else small_holes_filled(fg, pts, r)  # rods: no
+    if sized is not fg:  # dimples
         pts, r = centre_peaks(sized)
         width, length = _width_length(sized, pts, r)
+    if side_by_side:
+        length = width
     stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
     stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
     return stats
+
+
+def ridge_share(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> float:
+    """The share of neighbouring centre peaks (`pts`, radii `r`; under RIDGE_REACH typical widths apart) that a level
+    ridge of `fg` joins: the distance transform stays at least RIDGE_LEVEL of the smaller peak's radius all along the
+    segment between them. Peaks on one rod's ridge lie a width apart on a level ridge; neighbouring round objects meet
+    at a neck. 1.0 when no two peaks are neighbours (nothing says otherwise). Development photos: rods
+    0.52-0.95 of them, all 110 of seeds 0-9 and 100-199; the heaps of round fruit and discs whose lone objects were pairs read as rods 0.08-0.25 (fruit 107, 123,
+    180; discs 184)
+    (docs/method.md, session 40)."""
+    if len(pts) < 2:
+        return 1.0
+    width = 2.0 * float(np.median(r))
+    pairs = cKDTree(pts).query_pairs(RIDGE_REACH * width, output_type="ndarray")
+    if len(pairs) == 0:
+        return 1.0
+    dist = ndi.distance_transform_edt(fg)
+    t = np.linspace(0.0, 1.0, int(np.ceil(RIDGE_REACH * width)) + 2)  # samples at most 1 px apart
+    a, b = pts[pairs[:, 0]].astype(np.float64), pts[pairs[:, 1]].astype(np.float64)
+    line = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]  # pairs samples 2
+    low = ndi.map_coordinates(dist, [line[..., 0].ravel(), line[..., 1].ravel()], order=1).reshape(len(pairs), -1)
+    level = low.min(1) >= RIDGE_LEVEL * np.minimum(r[pairs[:, 0]], r[pairs[:, 1]])
+    return float(level.mean())
 
 
 def heaped_share(fg: np.ndarray, diameter: float) -> float:
