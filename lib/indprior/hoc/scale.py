@@ -362,8 +362,9 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
                         "Pass instance_size explicitly if the objects are tiny")
     width, length = _width_length(fg, pts, r)
     side_by_side = is_elongated(length, width) and ridge_share(fg, pts, r) < RIDGED  # the "rods" are round objects
-    sized = fg if is_elongated(length, width) and not side_by_side else small_holes_filled(fg, pts, r)  # rods: no
-    if sized is not fg:  # dimples
+    rods = is_elongated(length, width) and not side_by_side
+    sized = fg if rods else small_holes_filled(fg, pts, r)  # rods have no dimples
+    if sized is not fg:
         pts, r = centre_peaks(sized)
         width, length = _width_length(sized, pts, r)
     if side_by_side:
@@ -377,10 +378,9 @@ def ridge_share(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> float:
     """The share of neighbouring centre peaks (`pts`, radii `r`; under RIDGE_REACH typical widths apart) that a level
     ridge of `fg` joins: the distance transform stays at least RIDGE_LEVEL of the smaller peak's radius all along the
     segment between them. Peaks on one rod's ridge lie a width apart on a level ridge; neighbouring round objects meet
-    at a neck. 1.0 when no two peaks are neighbours (nothing says otherwise). Development photos: rods
-    0.52-0.95 of them, all 110 of seeds 0-9 and 100-199; the heaps of round fruit and discs whose lone objects were pairs read as rods 0.08-0.25 (fruit 107, 123,
-    180; discs 184)
-    (docs/method.md, session 40)."""
+    at a neck. 1.0 when no two peaks are neighbours (nothing says otherwise). Development photos (seeds 0-9 and
+    100-199): all 110 rods photos 0.52-0.95; the heaps of round fruit and discs that read as rods because their only
+    lone object was a pair side by side 0.08-0.25 (fruit 107, 123, 180; discs 184: docs/method.md, session 40)."""
     if len(pts) < 2:
         return 1.0
     width = 2.0 * float(np.median(r))
@@ -390,7 +390,7 @@ def ridge_share(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> float:
     dist = ndi.distance_transform_edt(fg)
     t = np.linspace(0.0, 1.0, int(np.ceil(RIDGE_REACH * width)) + 2)  # samples at most 1 px apart
     a, b = pts[pairs[:, 0]].astype(np.float64), pts[pairs[:, 1]].astype(np.float64)
-    line = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]  # pairs samples 2
+    line = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]  # (pairs, samples, 2)
     low = ndi.map_coordinates(dist, [line[..., 0].ravel(), line[..., 1].ravel()], order=1).reshape(len(pairs), -1)
     level = low.min(1) >= RIDGE_LEVEL * np.minimum(r[pairs[:, 0]], r[pairs[:, 1]])
     return float(level.mean())
