@@ -361,13 +361,13 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
         raise DataError(f"image: found {len(pts)} object(s) of width >= {MIN_WIDTH:g} px; a cluster photo has many. "
                         "Pass instance_size explicitly if the objects are tiny")
     width, length = _width_length(fg, pts, r)
-    side_by_side = is_elongated(length, width) and ridge_share(fg, pts, r) < RIDGED  # the "rods" are round objects
-    rods = is_elongated(length, width) and not side_by_side
+    long = is_elongated(length, width)
+    rods = long and ridge_share(fg, pts, r) >= RIDGED  # long lone objects whose neighbours meet at necks: round ones
     sized = fg if rods else small_holes_filled(fg, pts, r)  # rods have no dimples
     if sized is not fg:
         pts, r = centre_peaks(sized)
         width, length = _width_length(sized, pts, r)
-    if side_by_side:
+    if long and not rods:  # round objects side by side: their "length" was a pair's
         length = width
     stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
     stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
@@ -379,7 +379,7 @@ def ridge_share(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> float:
     ridge of `fg` joins: the distance transform stays at least RIDGE_LEVEL of the smaller peak's radius all along the
     segment between them. Peaks on one rod's ridge lie a width apart on a level ridge; neighbouring round objects meet
     at a neck. 1.0 when no two peaks are neighbours (nothing says otherwise). Development photos (seeds 0-9 and
-    100-199): all 110 rods photos 0.52-0.95; the heaps of round fruit and discs that read as rods because their only
+    100-199): all 110 rods photos 0.52-1.00; the heaps of round fruit and discs that read as rods because their only
     lone object was a pair side by side 0.08-0.25 (fruit 107, 123, 180; discs 184: docs/method.md, session 40)."""
     if len(pts) < 2:
         return 1.0
