@@ -17,8 +17,9 @@ from .siseg import VIEWS
 class HOCConfig:
     """Task 2: a GAN on crops of one photo, then an instance segmenter on its composites."""
 
-    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"area_min_elongated": None, "estimate_factor": 1.0}  # runs saved
-    # before session 18 masked elongated objects with area_min, and before session 33 worked at the estimate itself
+    SAVED_WITHOUT: ClassVar[dict[str, Any]] = {"area_min_elongated": None, "estimate_factor": 1.0,
+                                                 "rim_cap": False}  # runs saved before session 18 masked elongated
+    # objects with area_min, before session 33 worked at the estimate itself, before session 41 had no rim cap
     # (core.config.from_dict)
     RESUME_MAY_CHANGE: ClassVar[frozenset[str]] = frozenset(
         {"gan_steps", "seg_steps", "device", "log_every", "ckpt_every", "sample_every", "max_restarts", "amp",
@@ -35,6 +36,8 @@ class HOCConfig:
     # this. The estimate runs high where touching objects merge in the foreground, and a size too large merges touching
     # objects; a size too small cuts objects, which the cut check sees and tries again larger (segment.size_for;
     # docs/method.md, session 33)
+    rim_cap: bool = True  # ... and at most their opened diameter, read off the heaps' rims (scale.opened_diameter):
+    # the estimate x estimate_factor still ran up to 1.2-1.5 x the truth on development heaps (docs/method.md, session 41)
     provider: str = "copypaste"  # "copypaste": masks of real cut-outs (copypaste.py); "generative": the paper's
     # generative providers G(z) -> (RGB, mask) over a coarse generated background (method.py)
     crop: int = 48  # GAN crop side (copypaste: grown to 1.6 object lengths for elongated objects)

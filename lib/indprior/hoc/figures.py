@@ -36,6 +36,8 @@ def _size_note(metrics: dict[str, Any]) -> str:
     size, measured = metrics["instance_size"], metrics["instance_size_estimated"]
     if metrics.get("instance_size_given", abs(size - measured) > 1e-6):  # runs before session 33 had no factor
         return f" (given; measured {measured:.1f})"
+    if metrics.get("instance_size_opened") == size:  # the rim cap (session 41)
+        return f" (read off the heaps' rims; the measured {measured:.1f} px runs high where objects touch)"
     if abs(size - measured) > 1e-6:
         return f" ({size / measured:.2g} x the measured {measured:.1f} px, which runs high where objects touch)"
     return " (measured)"

@@ -307,7 +307,8 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
     facts.update(instance_size=sc.size, instance_size_estimated=sc.stats.diameter, width=sc.stats.width,
                  length=sc.stats.length, fg_frac=sc.stats.fg_frac, rescale=sc.rescale,
                  elongated=sc.elongated,  # which area hinge the GAN's masks had, and grouping
-                 foreground_left_out=round(sc.stats.left_out, 3), heaped=round(sc.stats.heaped, 3))
+                 foreground_left_out=round(sc.stats.left_out, 3), heaped=round(sc.stats.heaped, 3),
+                 instance_size_opened=sc.stats.opened or None)  # heaped round objects: read off the rims
     if sc.stats.left_out > LEFT_OUT:  # the run goes on, but says that its objects may come out cut
         _warn(facts, f"the foreground leaves out {sc.stats.left_out:.0%} of its own area in parts that clearly "
                      "differ from the backdrop: objects may come out cut to one face or one colour (check overlay.png)")

@@ -14,7 +14,9 @@ Size: objects touch and overlap, so connected components are useless; the inscri
 object's centre is a peak of the foreground's distance transform whose height is the object's half-width; the
 median peak gives the typical width, isolated single objects give the typical length (rods, grains). A photo whose
 lone objects read long but whose neighbouring centres meet at necks, not along level ridges, shows round objects
-side by side (`ridge_share`): its objects are taken for round ones.
+side by side (`ridge_share`): its objects are taken for round ones. In a heap the inscribed discs run large (touching
+objects leave no background between them); the heap's rim does not: an opening by a disc wider than the objects
+eats into every rounded outer object at once (`opened_diameter`), which caps the size of heaped round objects.
 """
 from __future__ import annotations
 
@@ -54,6 +56,8 @@ RIDGE_REACH, RIDGE_LEVEL, RIDGED = 1.3, 0.8, 0.4  # centre peaks under RIDGE_REA
 # one's radius is a level ridge (one rod's ridge: its peaks lie a width apart on it). A photo whose singles read
 # elongated but whose neighbours are joined by level ridges under RIDGED of the time shows round objects side by side
 # (ridge_share; photo_stats: docs/method.md, session 40)
+OPEN_LOSS = 2.0  # px of foreground per px of its boundary that an opening by a disc wider than the objects removes:
+# the opened diameter (opened_diameter; segment.measured_size; chosen on development fruit, sizes and discs, session 41)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -341,6 +345,7 @@ class PhotoStats:
     n_peaks: int  # candidate object centres found
     left_out: float  # what clearly differs from the backdrop but lies outside fg, as a share of fg (left_out)
     heaped: float = 0.0  # the share of fg in parts larger than HEAP typical objects (heaped_share)
+    opened: float = 0.0  # heaped round objects only, else 0: their diameter read off the heaps' rims (opened_diameter)
 
     @property
     def diameter(self) -> float:
@@ -371,6 +376,8 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
         length = width
     stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
     stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
+    if stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width):
+        stats.opened = opened_diameter(fg, stats.diameter)
     return stats
 
 
@@ -402,6 +409,35 @@ def heaped_share(fg: np.ndarray, diameter: float) -> float:
     heaps of stones, fruit and discs 0.72-1.00; nuclei and dark_on_light, mostly apart, 0.00-0.33 (coins 0.00)."""
     areas = np.bincount(ndi.label(fg)[0].ravel())[1:]
     return float(areas[areas > HEAP * np.pi / 4 * diameter**2].sum() / max(int(areas.sum()), 1))
+
+
+def opened_diameter(fg: np.ndarray, diameter: float) -> float:
+    """The diameter of the objects in `fg` read off its rims: 2 x the smallest radius rho (whole px, at most half of
+    `diameter`, the first estimate) at which opening `fg` by a disc of radius rho removes at least OPEN_LOSS px of
+    foreground per px of its boundary. A disc no wider than the objects fits into each of them, so the opening keeps
+    nearly everything; a wider one fits into no rounded object, and every object on a heap's rim loses its outer
+    part at once. Holes under a disc of half `diameter` are filled first (dimples and highlights inside objects, small
+    gaps between them): the rims decide. The inscribed discs of a heap run large, since touching objects leave no
+    background between them (development fruit up to 1.5 x the truth); the opened diameter of the development fruit,
+    sizes and discs heaps lies within 0.75-1.20 x the truth (median 0.93-1.00; docs/method.md, session 41)."""
+    holes, n = ndi.label(ndi.binary_fill_holes(fg) & ~fg)
+    small = np.bincount(holes.ravel(), minlength=n + 1) < np.pi / 4 * (0.5 * diameter) ** 2
+    small[0] = False
+    fg8 = (fg | small[holes]).astype(np.uint8)
+    area = int(fg8.sum())
+    rim = max(1, int(np.count_nonzero(fg8 ^ cv2.erode(fg8, np.ones((3, 3), np.uint8)))))
+
+    def opened_past(rho: int) -> bool:  # the opening by a disc of radius rho removes OPEN_LOSS px per rim px
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rho + 1, 2 * rho + 1))
+        return area - int(cv2.morphologyEx(fg8, cv2.MORPH_OPEN, disc).sum()) >= OPEN_LOSS * rim
+
+    lo, hi = 1, max(2, int(diameter / 2))  # the loss grows with rho (openings by larger discs keep less): bisect
+    if not opened_past(hi):
+        return float(2 * hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if opened_past(mid) else (mid, hi)
+    return float(2 * hi)
 
 
 def _width_length(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> tuple[float, float]:

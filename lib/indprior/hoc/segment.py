@@ -45,9 +45,13 @@ def rescale_for(cfg: HOCConfig, diameter: float, length: float) -> float:
 def measured_size(cfg: HOCConfig, stats: PhotoStats) -> float:
     """The object size (input px) measured on a photo: its estimate, x `estimate_factor` for round objects lying in
     heaps (`scale.HEAPED`): there the estimate runs high, and a size too large merges touching objects
-    (docs/method.md, session 33)."""
+    (docs/method.md, session 33); with `rim_cap`, at most their diameter read off the heaps' rims
+    (`scale.opened_diameter`; session 41)."""
     heap = stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width)
-    return stats.diameter * (cfg.estimate_factor if heap else 1.0)
+    if not heap:
+        return stats.diameter
+    size = stats.diameter * cfg.estimate_factor
+    return min(size, stats.opened) if cfg.rim_cap and stats.opened > 0 else size
 
 
 def size_for(cfg: HOCConfig, stats: PhotoStats) -> float:
