@@ -678,6 +678,60 @@ def test_round_objects_in_heaps_work_at_the_estimate_times_the_factor_others_as_
     assert "(measured)" in summary_markdown({**m, "instance_size": 20.0})
 
 
+def random_heap(radius: float, n: int, seed: int, size: int = 300) -> np.ndarray:
+    """n discs of one radius grown into one heap: each new disc beside a random one (centres 0.9 of two radii apart),
+    overlapping none by more than the suite's fruit do (centres at least 0.87 of two radii apart)."""
+    rng = np.random.default_rng(seed)
+    centres = [np.array([size / 2, size / 2])]
+    while len(centres) < n:
+        a = rng.uniform(0, 2 * np.pi)
+        p = centres[rng.integers(len(centres))] + 1.8 * radius * np.array([np.cos(a), np.sin(a)])
+        if radius < p.min() and p.max() < size - radius and all(np.hypot(*(p - c)) >= 1.74 * radius for c in centres):
+            centres.append(p)
+    yy, xx = np.mgrid[:size, :size]
+    return np.any([(yy - c[0]) ** 2 + (xx - c[1]) ** 2 <= radius**2 for c in centres], axis=0)
+
+
+@pytest.mark.parametrize("radius", [8.0, 12.0, 16.0])
+def test_the_opened_diameter_of_a_heap_is_its_objects_diameter(radius):
+    """An opening by a disc wider than the objects eats every rounded object on the heap's rim at once: the opened
+    diameter is the objects' own, whatever the first estimate it is searched under."""
+    from indprior.hoc.scale import opened_diameter
+    for seed in range(2):
+        fg = random_heap(radius, 30, seed)
+        for first in (2 * radius, 3 * radius):  # the first estimate only bounds the search and the holes filled
+            assert 0.85 * 2 * radius <= opened_diameter(fg, first) <= 1.05 * 2 * radius
+
+
+def test_heaps_are_sized_no_larger_than_their_rims_say():
+    """Development fruit 177 (session 40: two fruit merged at 0.8 x its estimate, 1.23 x the truth): its heap's
+    inscribed discs run large, its rims do not, and the run works at the opened diameter. Without the rim cap, or
+    for a run saved before it existed, the size is the estimate x the factor; the headline says which it was."""
+    from indprior.core import config as C
+    from indprior.hoc.figures import summary_markdown
+    from indprior.hoc.scale import PhotoStats
+    from indprior.hoc.segment import size_for
+    img, gt = make_hoc("fruit", 177)
+    st, truth = photo_stats(img), gt_diameter(gt)
+    cfg = make_config(HOCConfig, "smoke")
+    assert cfg.rim_cap and st.heaped >= scale.HEAPED
+    assert 0.8 * st.diameter > 1.2 * truth and 0.85 * truth <= st.opened <= 1.05 * truth
+    assert size_for(cfg, st) == st.opened
+    assert size_for(HOCConfig(rim_cap=False), st) == pytest.approx(0.8 * st.diameter)
+    old = {k: v for k, v in C.to_dict(cfg).items() if k != "rim_cap"}
+    assert not C.from_dict(HOCConfig, old).rim_cap
+    fg = np.zeros((8, 8), bool)  # the cap lowers, never raises; rods and objects apart have no opened diameter
+    heap = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0, heaped=0.9, opened=30.0)
+    assert size_for(cfg, heap) == pytest.approx(0.8 * heap.diameter)
+    rods = photo_stats(make_hoc("rods", 197)[0])
+    assert scale.is_elongated(rods.length, rods.width) and rods.opened == 0.0
+    m = {"status": "ok", "count_pred": 3, "seconds": 1.0, "profile": "smoke", "provider": "copypaste", "seed": 0,
+         "device": "cpu", "instance_size": 40.0, "instance_size_estimated": 60.0, "instance_size_given": False,
+         "instance_size_opened": 40.0}
+    assert "read off the heaps' rims; the measured 60.0 px" in summary_markdown(m)
+    assert "0.8 x the measured 60.0 px" in summary_markdown({**m, "instance_size": 48.0})
+
+
 def test_heaped_photos_are_sized_with_the_factor_coins_apart_as_measured(tmp_path, one_thread):
     from indprior.hoc.run import measure_scale
     cfg = make_config(HOCConfig, "smoke")
