@@ -5,7 +5,7 @@
     .venv/bin/python bench/hoc_scale.py --image-seeds 0,1,2,3,4 --kinds rods,sizes
 
 For each photo: `photo_stats` (no labels) gives the typical object width, length and area-equivalent diameter
-and the foreground; the GT label map gives the truth: median over instances of the area-equivalent diameter,
+and the foreground, and `segment.measured_size` the size a run works at (`size_used`); the GT label map gives the truth: median over instances of the area-equivalent diameter,
 and of the width (2 x the largest inscribed radius). Also the foreground's IoU with the GT's objects, and the
 seconds it took. Writes JSON lines to --out and a markdown table (per kind: median and worst ratio) beside it.
 No training, a few seconds per photo (the large kind: about a minute).
@@ -25,7 +25,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lib"))  # this checkout's library, before any installed one
 
 from indprior.data.suite import KINDS, make_hoc  # noqa: E402
+from indprior.hoc.config import HOCConfig  # noqa: E402
 from indprior.hoc.scale import photo_stats  # noqa: E402
+from indprior.hoc.segment import measured_size  # noqa: E402
 from indprior.report import scale_summary  # noqa: E402
 
 
@@ -49,12 +51,14 @@ def one(kind: str, seed: int) -> dict:
     s = photo_stats(img)
     seconds = time.perf_counter() - t0
     t = truth(gt)
+    used = measured_size(HOCConfig(), s)  # the size a run works at (x the factor in heaps, at most the opened diameter)
     inter, union = np.logical_and(s.fg, gt > 0).sum(), np.logical_or(s.fg, gt > 0).sum()
     return {"kind": kind, "image_seed": seed, "side": int(max(img.shape[:2])), "count_gt": t["count"],
             "diameter_est": round(s.diameter, 2), "diameter_gt": round(t["diameter"], 2),
             "diameter_ratio": round(s.diameter / t["diameter"], 3), "width_est": round(s.width, 2),
             "width_gt": round(t["width"], 2), "width_ratio": round(s.width / t["width"], 3),
-            "fg_iou": round(float(inter / max(union, 1)), 3), "seconds": round(seconds, 1)}
+            "size_used": round(used, 2), "size_ratio": round(used / t["diameter"], 3), "opened": s.opened,
+            "heaped": round(s.heaped, 3), "fg_iou": round(float(inter / max(union, 1)), 3), "seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -123,16 +123,20 @@ def suite_summary(rows: list[dict[str, Any]]) -> str:
 
 
 def scale_summary(rows: list[dict[str, Any]]) -> str:
-    """bench/hoc_scale.py's rows: per kind, the estimate / truth ratios (median and furthest from 1) and the foreground IoU."""
+    """bench/hoc_scale.py's rows: per kind, the estimate / truth ratios (median and furthest from 1), the size a run
+    works at over the truth (rows since session 41), and the foreground IoU."""
     lines = ["| kind | photos | diameter est / GT, median (worst) | width est / GT, median (worst) | "
-             "foreground IoU, median (worst) | seconds mean |", "|---|---|---|---|---|---|"]
+             "size used / GT, median (worst) | foreground IoU, median (worst) | seconds mean |",
+             "|---|---|---|---|---|---|---|"]
     worst = lambda v: v[np.argmax(np.abs(np.log(v)))]  # noqa: E731 - furthest from 1 either way
     for kind in dict.fromkeys(r["kind"] for r in rows):
         rs = [r for r in rows if r["kind"] == kind]
         d, w = np.array([r["diameter_ratio"] for r in rs]), np.array([r["width_ratio"] for r in rs])
+        u = np.array([r["size_ratio"] for r in rs if "size_ratio" in r])
+        used = f"{np.median(u):.2f} ({worst(u):.2f})" if len(u) else "-"
         f = np.array([r["fg_iou"] for r in rs])
         lines.append(f"| {kind} | {len(rs)} | {np.median(d):.2f} ({worst(d):.2f}) | {np.median(w):.2f} ({worst(w):.2f}) "
-                     f"| {np.median(f):.2f} ({f.min():.2f}) | {np.mean([r['seconds'] for r in rs]):.1f} |")
+                     f"| {used} | {np.median(f):.2f} ({f.min():.2f}) | {np.mean([r['seconds'] for r in rs]):.1f} |")
     return "\n".join(lines)
 
 

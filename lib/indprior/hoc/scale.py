@@ -58,6 +58,9 @@ RIDGE_REACH, RIDGE_LEVEL, RIDGED = 1.3, 0.8, 0.4  # centre peaks under RIDGE_REA
 # (ridge_share; photo_stats: docs/method.md, session 40)
 OPEN_LOSS = 2.0  # px of foreground per px of its boundary that an opening by a disc wider than the objects removes:
 # the opened diameter (opened_diameter; segment.measured_size; chosen on development fruit, sizes and discs, session 41)
+SQUAT = 1.6  # lone objects that read ELONGATED widths long but under SQUAT times their own minor axis are round: thin
+# parts of the foreground (junk along faint objects) set the median centre peak (photo_stats; development nuclei 5:
+# 1.23, every development rods photo 2.10 or more: docs/method.md, session 41)
 _DISK2 = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # a disc of radius 2 px: grown seed parts thinner than it are dropped
 
 
@@ -367,12 +370,16 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
                         "Pass instance_size explicitly if the objects are tiny")
     width, length = _width_length(fg, pts, r)
     long = is_elongated(length, width)
-    rods = long and ridge_share(fg, pts, r) >= RIDGED  # long lone objects whose neighbours meet at necks: round ones
-    sized = fg if rods else small_holes_filled(fg, pts, r)  # rods have no dimples
+    squat = long and length < SQUAT * lone_minor_axis(fg, width, pts)
+    if squat:  # the lone objects are round, the median peak was set by thin parts of the foreground: their own width
+        width = lone_minor_axis(fg, width, pts)
+    rods = long and not squat and ridge_share(fg, pts, r) >= RIDGED  # long lone objects whose neighbours meet at
+    # necks are pairs of round ones
+    sized = fg if rods or squat else small_holes_filled(fg, pts, r)  # rods have no dimples
     if sized is not fg:
         pts, r = centre_peaks(sized)
         width, length = _width_length(sized, pts, r)
-    if long and not rods:  # round objects side by side: their "length" was a pair's
+    if long and not rods and not squat:  # round objects side by side: their "length" was a pair's
         length = width
     stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
     stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
@@ -411,9 +418,9 @@ def heaped_share(fg: np.ndarray, diameter: float) -> float:
     return float(areas[areas > HEAP * np.pi / 4 * diameter**2].sum() / max(int(areas.sum()), 1))
 
 
-def opened_diameter(fg: np.ndarray, diameter: float) -> float:
+def opened_diameter(fg: np.ndarray, diameter: float, loss: float = OPEN_LOSS) -> float:
     """The diameter of the objects in `fg` read off its rims: 2 x the smallest radius rho (whole px, at most half of
-    `diameter`, the first estimate) at which opening `fg` by a disc of radius rho removes at least OPEN_LOSS px of
+    `diameter`, the first estimate) at which opening `fg` by a disc of radius rho removes at least `loss` px of
     foreground per px of its boundary. A disc no wider than the objects fits into each of them, so the opening keeps
     nearly everything; a wider one fits into no rounded object, and every object on a heap's rim loses its outer
     part at once. Holes under a disc of half `diameter` are filled first (dimples and highlights inside objects, small
@@ -427,9 +434,9 @@ def opened_diameter(fg: np.ndarray, diameter: float) -> float:
     area = int(fg8.sum())
     rim = max(1, int(np.count_nonzero(fg8 ^ cv2.erode(fg8, np.ones((3, 3), np.uint8)))))
 
-    def opened_past(rho: int) -> bool:  # the opening by a disc of radius rho removes OPEN_LOSS px per rim px
+    def opened_past(rho: int) -> bool:  # the opening by a disc of radius rho removes `loss` px per rim px
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rho + 1, 2 * rho + 1))
-        return area - int(cv2.morphologyEx(fg8, cv2.MORPH_OPEN, disc).sum()) >= OPEN_LOSS * rim
+        return area - int(cv2.morphologyEx(fg8, cv2.MORPH_OPEN, disc).sum()) >= loss * rim
 
     lo, hi = 1, max(2, int(diameter / 2))  # the loss grows with rho (openings by larger discs keep less): bisect
     if not opened_past(hi):
@@ -446,6 +453,12 @@ def _width_length(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> tuple[float
     width = 2.0 * float(np.median(r))
     single = [p.axis_major_length for p in regionprops(single_objects(fg, width, pts))]
     return width, (max(width, float(np.median(single))) if single else width)
+
+
+def lone_minor_axis(fg: np.ndarray, width: float, pts: np.ndarray) -> float:
+    """The median minor axis of the lone objects of `fg` (`single_objects` at the typical `width`), 0 when none."""
+    minor = [p.axis_minor_length for p in regionprops(single_objects(fg, width, pts))]
+    return float(np.median(minor)) if minor else 0.0
 
 
 def small_holes_filled(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> np.ndarray:
