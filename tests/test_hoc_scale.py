@@ -738,9 +738,12 @@ def test_heaps_are_sized_no_larger_than_their_rims_say():
     assert size_for(HOCConfig(rim_cap=False), st) == pytest.approx(0.8 * st.diameter)
     old = {k: v for k, v in C.to_dict(cfg).items() if k != "rim_cap"}
     assert not C.from_dict(HOCConfig, old).rim_cap
-    fg = np.zeros((8, 8), bool)  # the cap lowers, never raises; rods and objects apart have no opened diameter
-    heap = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0, heaped=0.9, opened=30.0)
-    assert size_for(cfg, heap) == pytest.approx(0.8 * heap.diameter)
+    fg = np.zeros((8, 8), bool)  # the cap lowers, never raises, and only past the margin; rods and objects apart have
+    heap = PhotoStats(fg, 0.3, width=20.0, length=24.0, n_peaks=9, left_out=0.0, heaped=0.9)  # no opened diameter
+    size = 0.8 * heap.diameter
+    for opened, used in ((1.2 * size, size), (0.95 * size, size), (0.85 * size, 0.85 * size)):
+        heap.opened = opened
+        assert size_for(cfg, heap) == pytest.approx(used)
     rods = photo_stats(make_hoc("rods", 197)[0])
     assert scale.is_elongated(rods.length, rods.width) and rods.opened == 0.0
     m = {"status": "ok", "count_pred": 3, "seconds": 1.0, "profile": "smoke", "provider": "copypaste", "seed": 0,

@@ -36,8 +36,9 @@ class HOCConfig:
     # this. The estimate runs high where touching objects merge in the foreground, and a size too large merges touching
     # objects; a size too small cuts objects, which the cut check sees and tries again larger (segment.size_for;
     # docs/method.md, session 33)
-    rim_cap: bool = True  # ... and at most their opened diameter, read off the heaps' rims (scale.opened_diameter):
-    # the estimate x estimate_factor still ran up to 1.2-1.5 x the truth on development heaps (docs/method.md, session 41)
+    rim_cap: bool = True  # ... but their opened diameter, read off the heaps' rims (scale.opened_diameter), where
+    # that exceeds it by more than scale.RIM_MARGIN: the estimate x estimate_factor still ran up to 1.2-1.5 x the truth
+    # on development heaps (docs/method.md, session 41)
     provider: str = "copypaste"  # "copypaste": masks of real cut-outs (copypaste.py); "generative": the paper's
     # generative providers G(z) -> (RGB, mask) over a coarse generated background (method.py)
     crop: int = 48  # GAN crop side (copypaste: grown to 1.6 object lengths for elongated objects)

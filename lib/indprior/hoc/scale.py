@@ -57,7 +57,10 @@ RIDGE_REACH, RIDGE_LEVEL, RIDGED = 1.3, 0.8, 0.4  # centre peaks under RIDGE_REA
 # elongated but whose neighbours are joined by level ridges under RIDGED of the time shows round objects side by side
 # (ridge_share; photo_stats: docs/method.md, session 40)
 OPEN_LOSS = 2.0  # px of foreground per px of its boundary that an opening by a disc wider than the objects removes:
-# the opened diameter (opened_diameter; segment.measured_size; chosen on development fruit, sizes and discs, session 41)
+# the opened diameter (opened_diameter; chosen on development fruit, sizes and discs, session 41)
+RIM_MARGIN = 1.1  # heaped round objects work at their opened diameter where the size from the estimate exceeds it by
+# more than this (segment.measured_size): within it the two readings' own spread (stones of sizes +-30 %: the rims
+# follow the smaller ones) lowered development sizes 103 to a cut stone (docs/method.md, session 41)
 SQUAT = 1.6  # lone objects that read ELONGATED widths long but under SQUAT times their own minor axis are round: thin
 # parts of the foreground (junk along faint objects) set the median centre peak (photo_stats; development nuclei 5:
 # 1.23, every development rods photo 2.10 or more: docs/method.md, session 41)
