@@ -37,7 +37,8 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
                      + json.dumps(rows[0]))
     scale = tmp_path / "scale.jsonl"
     scale.write_text("\n".join(json.dumps({"kind": "rods", "diameter_ratio": d, "width_ratio": 1.0, "fg_iou": f,
-                                           "seconds": 5.0}) for d, f in ((0.9, 0.95), (1.0, 0.97), (0.5, 0.30))))
+                                           "seconds": 5.0, **used}) for d, f, used in (  # rows before session 41
+        (0.9, 0.95, {"size_ratio": 0.8}), (1.0, 0.97, {"size_ratio": 1.3}), (0.5, 0.30, {}))))  # had no size used
     page = write_report(runs, [suite, again, refit], tmp_path / "docs" / "results.md", cache_dir=tmp_path / "cache",
                         scale_files=[scale]).read_text()
 
@@ -55,4 +56,4 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     assert ("Runs made at commit fe12345. 1 of the runs: GAN kept, labelled-data factory and segmenter run again at "
             "commit cd45678 (ghost_peak=0.1).") in page
     # the size table: median ratio 0.90, the worst is the one furthest from 1 (0.50); foreground IoU worst 0.30
-    assert "| rods | 3 | 0.90 (0.50) | 1.00 (1.00) | 0.95 (0.30) | 5.0 |" in page
+    assert "| rods | 3 | 0.90 (0.50) | 1.00 (1.00) | 1.05 (1.30) | 0.95 (0.30) | 5.0 |" in page
