@@ -5,8 +5,8 @@
     .venv/bin/python bench/hoc_scale.py --image-seeds 0,1,2,3,4 --kinds rods,sizes
 
 For each photo: `photo_stats` (no labels) gives the typical object width, length and area-equivalent diameter
-and the foreground, and `segment.measured_size` the size a run works at (`size_used`); the GT label map gives the truth: median over instances of the area-equivalent diameter,
-and of the width (2 x the largest inscribed radius). Also the foreground's IoU with the GT's objects, and the
+and the foreground, and `segment.measured_size` the size a run works at (`size_used`); the GT label map gives
+the truth: median over instances of the area-equivalent diameter, and of the width (2 x the largest inscribed radius). Also the foreground's IoU with the GT's objects, and the
 seconds it took. Writes JSON lines to --out and a markdown table (per kind: median and worst ratio) beside it.
 No training, a few seconds per photo (the large kind: about a minute).
 """
@@ -51,7 +51,7 @@ def one(kind: str, seed: int) -> dict:
     s = photo_stats(img)
     seconds = time.perf_counter() - t0
     t = truth(gt)
-    used = measured_size(HOCConfig(), s)  # the size a run works at (x the factor in heaps, at most the opened diameter)
+    used = measured_size(HOCConfig(), s)  # the size a run works at (in heaps x the factor, or the opened diameter past the margin)
     inter, union = np.logical_and(s.fg, gt > 0).sum(), np.logical_or(s.fg, gt > 0).sum()
     return {"kind": kind, "image_seed": seed, "side": int(max(img.shape[:2])), "count_gt": t["count"],
             "diameter_est": round(s.diameter, 2), "diameter_gt": round(t["diameter"], 2),

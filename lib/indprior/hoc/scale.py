@@ -354,6 +354,11 @@ class PhotoStats:
     opened: float = 0.0  # heaped round objects only, else 0: their diameter read off the heaps' rims (opened_diameter)
 
     @property
+    def round_heap(self) -> bool:
+        """Round objects, at least HEAPED of them in heaps: where the estimate runs high (segment.measured_size)."""
+        return self.heaped >= HEAPED and not is_elongated(self.length, self.width)
+
+    @property
     def diameter(self) -> float:
         """Area-equivalent diameter of a typical object: sqrt(width x length)."""
         return float(np.sqrt(self.width * self.length))
@@ -387,7 +392,7 @@ def photo_stats(image: np.ndarray) -> PhotoStats:
         length = width
     stats = PhotoStats(fg, float(fg.mean()), width, length, len(pts), left)
     stats.heaped = heaped_share(fg, stats.diameter)  # read with the typical object's own diameter
-    if stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width):
+    if stats.round_heap:
         stats.opened = opened_diameter(fg, stats.diameter)
     return stats
 
@@ -432,10 +437,7 @@ def opened_diameter(fg: np.ndarray, diameter: float, loss: float = OPEN_LOSS) ->
     background between them (development fruit up to 1.5 x the truth); the opened diameter of the heaped development
     fruit, sizes and discs photos lies within 0.67-1.22 x the truth, 90 % of them within 0.79-1.11 (medians
     0.92-1.00; docs/method.md, session 41)."""
-    holes, n = ndi.label(ndi.binary_fill_holes(fg) & ~fg)
-    small = np.bincount(holes.ravel(), minlength=n + 1) < np.pi / 4 * (0.5 * diameter) ** 2
-    small[0] = False
-    fg8 = (fg | small[holes]).astype(np.uint8)
+    fg8 = holes_filled(fg, np.pi / 4 * (0.5 * diameter) ** 2).astype(np.uint8)
     area = int(fg8.sum())
     rim = max(1, int(np.count_nonzero(fg8 ^ cv2.erode(fg8, np.ones((3, 3), np.uint8)))))
 
@@ -476,8 +478,13 @@ def small_holes_filled(fg: np.ndarray, pts: np.ndarray, r: np.ndarray) -> np.nda
     disc = np.pi * width ** 2 / 4
     if len(pts) < FILL_PEAKS or fg.sum() / disc < FILL_DISCS * len(pts):
         return fg
+    return holes_filled(fg, FILL_HOLE * disc)
+
+
+def holes_filled(fg: np.ndarray, max_area: float) -> np.ndarray:
+    """`fg` with its holes smaller than `max_area` px filled; `fg` itself when it has none."""
     holes, n = ndi.label(ndi.binary_fill_holes(fg) & ~fg)
-    small = np.bincount(holes.ravel(), minlength=n + 1) < FILL_HOLE * disc
+    small = np.bincount(holes.ravel(), minlength=n + 1) < max_area
     small[0] = False
     return fg | small[holes] if small.any() else fg
 

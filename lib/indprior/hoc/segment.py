@@ -29,7 +29,7 @@ from .grouping import (
     split_side_by_side,
 )
 from .outputs import Failed, finish, write_instances
-from .scale import HEAPED, RIM_MARGIN, PhotoStats, is_elongated, photo_stats
+from .scale import RIM_MARGIN, PhotoStats, is_elongated, photo_stats
 from .siseg import InstanceSegmenter, Segmenter, combine, predict_instances
 
 
@@ -47,8 +47,7 @@ def measured_size(cfg: HOCConfig, stats: PhotoStats) -> float:
     heaps (`scale.HEAPED`): there the estimate runs high, and a size too large merges touching objects
     (docs/method.md, session 33); with `rim_cap`, their diameter read off the heaps' rims (`scale.opened_diameter`)
     where that size exceeds it by more than `scale.RIM_MARGIN` (session 41)."""
-    heap = stats.heaped >= HEAPED and not is_elongated(stats.length, stats.width)
-    if not heap:
+    if not stats.round_heap:
         return stats.diameter
     size = stats.diameter * cfg.estimate_factor
     return stats.opened if cfg.rim_cap and 0 < RIM_MARGIN * stats.opened < size else size
