@@ -40,11 +40,12 @@ KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", 
 # factory_pool: how many cut-outs the segmenter learned from (copypaste.factory_pool); foreground_left_out and
 # warnings: what clearly differs from the backdrop outside the photo's foreground, and the run's warning (scale.left_out);
 # foreground_covered: the share of the foreground that the instances cover (run.COVERED); instance_axis_ratio,
-# lone_axis_ratio, cut and sizes_tried: whether the instances looked like pieces, and the larger try (run.CUT, GROW)
+# lone_axis_ratio, cut and sizes_tried: whether the instances looked like pieces, and the larger try (run.CUT, GROW);
+# size_check: the instances against the photo's lone objects and their own shape (checks.size_check)
 FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
           "instance_size", "instance_size_estimated", "seconds", "status", "reason", "elongated",
           "factory_pool", "foreground_left_out", "foreground_covered", "instance_axis_ratio", "lone_axis_ratio", "cut",
-          "sizes_tried", "warnings")
+          "sizes_tried", "size_check", "warnings")
 
 ONE_RUN = r"""
 import json, resource, sys

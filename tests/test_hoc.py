@@ -212,7 +212,11 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     own = max(1.0, saved["length"] / saved["width"])  # warning when objects come out cut
     cut = saved["instance_axis_ratio"] >= hoc_run.CUT * own and not saved["elongated"]
     pool = saved["factory_pool"]  # how many cut-outs the segmenter learned from, and whether all were used
-    assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED or cut or pool["all_used"])
+    check = saved["size_check"]  # the instances against the photo's lone objects and their own shape (test_hoc_checks)
+    assert set(check) == {"lone_objects", "lone_diameter", "area_vs_lone", "fill", "fill_expected", "verdict"}
+    assert check["verdict"] in ("ok", "pieces", "merged", "misshapen") and check["lone_objects"] >= 0
+    assert ("warnings" in saved) == (saved["foreground_covered"] < hoc_run.COVERED or cut or pool["all_used"]
+                                     or check["verdict"] != "ok")
     assert pool["all_used"] == any("cut-outs' masks look like one object" in w for w in saved.get("warnings", []))
     assert 0 <= pool["one_object"] <= pool["cutouts"] and pool["cutouts"] > 0
     assert pool["all_used"] == (pool["one_object"] < 5) and pool["pool"] == (pool["cutouts"] if pool["all_used"]
@@ -270,6 +274,15 @@ def test_run_hoc_smoke_writes_outputs(tmp_path, smoke_cfg, monkeypatch):
     notes = [w for w in m6["warnings"] if "look like one object" not in w]  # the factory's note stands apart
     assert m6["status"] == "ok" and notes == [w for w in notes if "cut into pieces" in w]
     assert "pass instance_size" in notes[0] and len(m6["sizes_tried"]) == 2  # a larger size was tried
+    monkeypatch.setattr(hoc_run, "CUT", 1e9)  # as if the instances were half the size of the photo's lone objects
+    verdict = {"lone_objects": 7, "lone_diameter": 12.0, "area_vs_lone": 0.5, "fill": 1.2, "fill_expected": 1.0,
+               "verdict": "pieces"}
+    monkeypatch.setattr(hoc_run, "size_check", lambda labels, stats, elongated: verdict)
+    with pytest.warns(RuntimeWarning, match="cut into pieces"):
+        m7 = run_hoc(smoke_cfg, image, tmp_path / "warned", progress=False)
+    assert m7["status"] == "ok" and m7["size_check"] == verdict and "sizes_tried" not in m7
+    assert any("instance_size=12 (the lone objects' median diameter)" in w for w in m7["warnings"])
+    assert "**Warning:** the median instance has 0.50 x the area of the photo's 7 lone objects" in summary_markdown(m7)
 
 
 def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_kept(tmp_path, smoke_cfg, monkeypatch):
@@ -293,7 +306,7 @@ def test_a_run_cut_into_pieces_is_trained_again_larger_and_the_rounder_run_is_ke
     assert cfg.instance_size == second["instance_size"] and info["size_factor"] == pytest.approx(hoc_run.GROW)
     seg = segment_with_run(tmp_path / "kept", other, tmp_path / "seg")
     assert seg["instance_size"] == pytest.approx(hoc_run.GROW * photo_stats(other).diameter)  # factor 1 (smoke_cfg)
-    assert seg["rim_frame_dropped"] == 0
+    assert seg["rim_frame_dropped"] == 0 and ("warnings" in seg) == (seg["size_check"]["verdict"] != "ok")
     gan = hoc_run.rebuild_gan(tmp_path / "kept", image)
     assert gan["cfg"].instance_size == second["instance_size"]
     m2 = run_hoc(smoke_cfg, image, tmp_path / "kept", gt, progress=False)  # resumes both tries: same outcome

@@ -33,6 +33,7 @@ from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..metrics import count_instances
 from ..viz import overlay_instances
+from .checks import size_check, size_note
 from .config import HOCConfig
 from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
 from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_instances
@@ -353,6 +354,7 @@ def _train_and_segment(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: t
                      "or the size used may be wrong (check overlay.png; pass instance_size, the typical object "
                      "diameter in px)")
     _check_cut(facts, pieces, sc)
+    facts["size_check"] = size_check(labels, sc.stats, sc.elongated)
     return labels
 
 
@@ -407,6 +409,8 @@ def _larger_if_cut(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch
         facts = {**facts, "sizes_tried": tried}
     if facts["cut"]:
         _warn(facts, _cut_note(facts))
+    elif note := size_note(facts["size_check"], facts["instance_size"]):  # (a cut run's warning says it already)
+        _warn(facts, note)
     return labels, facts
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..core import config as C
 from ..core.files import prepare_out_dir, write_json
 from ..core.runtime import resolve_device
 from ..data.images import DataError, ImageCrops, load_image
+from .checks import size_check, size_note
 from .config import HOCConfig
 from .grouping import (
     join_end_to_end,
@@ -298,6 +300,10 @@ def segment_with_run(run_dir: str | Path, image: str | Path | np.ndarray, out_di
         labels = segment_at_scale(seg, cfg, img, rescale, length, width, dev)
         if stats is not None:
             labels, facts["rim_frame_dropped"] = drop_rim_frame(labels, stats.fg, stats.width)
+            facts["size_check"] = size_check(labels, stats, is_elongated(length, width))
+            if note := size_note(facts["size_check"], size):
+                facts["warnings"] = [note]
+                warnings.warn(note, RuntimeWarning, stacklevel=2)
         status = write_instances(out_dir, img, labels)
     except Failed as failure:
         labels, status = None, failure.as_status()
