@@ -27,7 +27,7 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
 
     suite = tmp_path / "suite.jsonl"
     rows = [{"kind": "coins", "f1": 0.9, "ap50": 0.9, "ap": 0.6, "count_error": 1, "status": "ok", "ws_f1": 0.7,
-             "seconds": 100, "rss_mb": 500, "commit": "fe12345"},
+             "seconds": 100, "rss_mb": 500, "commit": "fe12345", "warnings": ["the instances are not shaped like ..."]},
             {"kind": "coins", "f1": None, "status": "failed", "count_error": 24, "seconds": 50, "rss_mb": 400}]
     suite.write_text("\n".join(json.dumps(r) for r in rows))
     again = tmp_path / "again.jsonl"  # the same runs segmented again by later code (hoc_suite.py --resegment)
@@ -48,8 +48,8 @@ def test_report_summarises_seeds_skips_smoke_runs_and_counts_failed_suite_runs(t
     assert "0.11" not in page  # the smoke run is not a result
     assert "abc1234" in page and "2 cores" in page
     line = next(ln for ln in page.splitlines() if ln.startswith("| coins |"))
-    # a failed run counts as F1 0: mean 0.45, worst 0.0, one failed
-    assert line.split(" | ")[1:4] == ["2", "0.450", "0.000"] and line.split(" | ")[7] == "1", line
+    # a failed run counts as F1 0: mean 0.45, worst 0.0, one failed, one that finished with a warning
+    assert line.split(" | ")[1:4] == ["2", "0.450", "0.000"] and line.split(" | ")[7:9] == ["1", "1"], line
     assert suite_summary(rows).splitlines()[0].startswith("| kind |")
     assert "Runs made at commit fe12345.\n" in page  # which code the suite rows come from
     assert "Runs made at commit fe12345. Segmented again (no training) at commit ab98765 (views=4)." in page

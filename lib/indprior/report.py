@@ -21,7 +21,7 @@ from .viz import overlay_instances, save_figure, training_curves
 STAGES = (("iou_mean", "GAN"), ("refined_grabcut", "GAN + GrabCut"), ("self_trained", "self-trained"),
           ("self_trained_grabcut", "self-trained + GrabCut"))
 SUITE_COLUMNS = ("| kind | runs | F1 mean | F1 worst | AP50 mean | AP@[.5:.95] mean | mean abs count error | failed | "
-                 "watershed F1 mean | seconds mean | peak RSS MB |")
+                 "warned | watershed F1 mean | seconds mean | peak RSS MB |")
 
 
 def collect(runs: str | Path, skip_profiles: tuple[str, ...] = ("smoke",)) -> list[tuple[Path, dict[str, Any]]]:
@@ -109,14 +109,17 @@ def hoc_runs(runs: list[tuple[Path, dict]], root: Path) -> str:
 
 
 def suite_summary(rows: list[dict[str, Any]]) -> str:
-    """The HOC suite: per kind, F1 mean and worst over every run (a failed run counts as 0), the baseline beside."""
+    """The HOC suite: per kind, F1 mean and worst over every run (a failed run counts as 0), how many runs failed and
+    how many finished with a warning (metrics.json's "warnings": the run says its result may be wrong), the baseline
+    beside."""
     mean = lambda rs, k: sum((r.get(k) or 0.0) for r in rs) / len(rs)  # noqa: E731
-    lines = [SUITE_COLUMNS, "|" + "---|" * 11]
+    lines = [SUITE_COLUMNS, "|" + "---|" * 12]
     for kind in dict.fromkeys(r["kind"] for r in rows):
         rs = [r for r in rows if r["kind"] == kind]
         f1 = [r.get("f1") or 0.0 for r in rs]
         cells = [kind, len(rs), f"{np.mean(f1):.3f}", f"{min(f1):.3f}", f"{mean(rs, 'ap50'):.3f}", f"{mean(rs, 'ap'):.3f}",
                  f"{np.mean([abs(r.get('count_error') or 0) for r in rs]):.1f}", sum(r.get("status") != "ok" for r in rs),
+                 sum(bool(r.get("warnings")) for r in rs),
                  f"{mean(rs, 'ws_f1'):.3f}", f"{mean(rs, 'seconds'):.0f}", max(r.get("rss_mb") or 0 for r in rs)]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)
