@@ -43,7 +43,7 @@ KINDS = ("nuclei", "discs", "fruit", "dark_on_light", "rods", "sizes", "large", 
 # lone_axis_ratio, cut and sizes_tried: whether the instances looked like pieces, and the larger try (run.CUT, GROW);
 # size_check: the instances against the photo's lone objects and their own shape (checks.size_check)
 FIELDS = ("f1", "ap50", "ap", "count_pred", "count_gt", "count_error", "appearance_match", "restarts",
-          "instance_size", "instance_size_estimated", "seconds", "status", "reason", "elongated",
+          "instance_size", "instance_size_estimated", "seconds", "status", "reason", "advice", "elongated",
           "factory_pool", "foreground_left_out", "foreground_covered", "instance_axis_ratio", "lone_axis_ratio", "cut",
           "sizes_tried", "size_check", "warnings")
 
