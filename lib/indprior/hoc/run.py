@@ -7,7 +7,8 @@ run to other photos), segmenter.pt, segmenter_log.jsonl (the first round's: segm
 the factory runs a second round), gan/ (checkpoint, log, samples) and metrics.json,
 written last, whose "status" says "ok" or "failed" with the reason and advice. A failed run leaves no
 instances.png: an empty label map is never presented as a result. A run whose instances look like pieces of the
-objects trains again at a larger size in larger/ and keeps the rounder of the two (`_larger_if_cut`).
+objects trains again at a larger size in larger/ and keeps the rounder of the two (`_larger_if_cut`); a run whose
+instances disagree with the photo's own reading of one object warns (`checks.size_check`).
 """
 from __future__ import annotations
 
