@@ -6,9 +6,10 @@
 
 For each photo: `photo_stats` (no labels) gives the typical object width, length and area-equivalent diameter
 and the foreground, and `segment.measured_size` the size a run works at (`size_used`); the GT label map gives
-the truth: median over instances of the area-equivalent diameter, and of the width (2 x the largest inscribed radius). Also the foreground's IoU with the GT's objects, and the
-seconds it took. Writes JSON lines to --out and a markdown table (per kind: median and worst ratio) beside it.
-No training, a few seconds per photo (the large kind: about a minute).
+the truth: median over instances of the area-equivalent diameter, and of the width (2 x the largest inscribed
+radius). Also the foreground's IoU with the GT's objects, and the seconds it took. Writes JSON lines to --out and
+a markdown table (per kind: median and worst ratio) beside it. No training, a few seconds per photo (the large
+kind: about a minute).
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def one(kind: str, seed: int) -> dict:
     s = photo_stats(img)
     seconds = time.perf_counter() - t0
     t = truth(gt)
-    used = measured_size(HOCConfig(), s)  # the size a run works at (in heaps x the factor, or the opened diameter past the margin)
+    used = measured_size(HOCConfig(), s)  # the size a run works at (heaps: x the factor, or the opened diameter past
+    # the margin)
     inter, union = np.logical_and(s.fg, gt > 0).sum(), np.logical_or(s.fg, gt > 0).sum()
     return {"kind": kind, "image_seed": seed, "side": int(max(img.shape[:2])), "count_gt": t["count"],
             "diameter_est": round(s.diameter, 2), "diameter_gt": round(t["diameter"], 2),

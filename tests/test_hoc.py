@@ -24,8 +24,8 @@ from indprior.hoc import (
     segment_with_run,
     upsample_labels,
 )
+from indprior.hoc.checks import axis_ratio
 from indprior.hoc.figures import summary_markdown
-from indprior.hoc.outputs import axis_ratio
 from indprior.hoc.scale import LEFT_OUT, photo_stats
 from indprior.hoc.segment import load_hoc_run
 from indprior.hoc.siseg import MeanSegmenter

@@ -35,16 +35,29 @@ FILLED = 1.6  # round objects: instances over this many times the photo's length
 MIN_AREA = 9  # px: smaller instances are specks, left out of the medians
 
 
+def instances(labels: np.ndarray, min_area: int = MIN_AREA) -> list[Any]:
+    """The regions (`regionprops`) of the instances in `labels` of at least `min_area` px."""
+    return [p for p in regionprops(labels.astype(np.int32)) if p.area >= min_area]
+
+
+def _fill(p: Any) -> float:
+    r = float(ndi.distance_transform_edt(np.pad(p.image, 1)).max())
+    return p.area / (np.pi * r * r)
+
+
 def disc_fill(labels: np.ndarray, min_area: int = MIN_AREA) -> np.ndarray:
     """Per instance of at least `min_area` px: its area over that of the largest disc inside it (pi r^2, r the
     largest distance to its outside). 1.0 for a disc (1.1-1.3 for the suite's rounded objects), a / b for an
     ellipse, 2 for two discs joined (a little less where they overlap)."""
-    fills = []
-    for p in regionprops(labels.astype(np.int32)):
-        if p.area >= min_area:
-            r = float(ndi.distance_transform_edt(np.pad(p.image, 1)).max())
-            fills.append(p.area / (np.pi * r * r))
-    return np.asarray(fills)
+    return np.asarray([_fill(p) for p in instances(labels, min_area)])
+
+
+def axis_ratio(labels: np.ndarray, min_area: int = MIN_AREA) -> float | None:
+    """The median ratio of major to minor axis of the instances in `labels` of at least `min_area` px (None when
+    fewer than three are that large): near 1 for whole round objects, higher where they are cut into pieces (the
+    cut check, `run._check_cut`)."""
+    ratios = [p.axis_major_length / max(p.axis_minor_length, 1.0) for p in instances(labels, min_area)]
+    return float(np.median(ratios)) if len(ratios) >= 3 else None
 
 
 def size_check(labels: np.ndarray, stats: PhotoStats, elongated: bool) -> dict[str, Any]:
@@ -53,7 +66,8 @@ def size_check(labels: np.ndarray, stats: PhotoStats, elongated: bool) -> dict[s
     under LONE_MIN of them), fill and fill_expected (round objects only), and the verdict: "pieces", "merged",
     "misshapen" or "ok"."""
     lone = [p.area for p in regionprops(single_objects(stats.fg, stats.width))]
-    areas = [p.area for p in regionprops(labels.astype(np.int32)) if p.area >= MIN_AREA]
+    props = instances(labels)
+    areas = [p.area for p in props]
     out: dict[str, Any] = {"lone_objects": len(lone), "lone_diameter": None, "area_vs_lone": None, "fill": None,
                            "fill_expected": None, "verdict": "ok"}
     if len(lone) >= LONE_MIN and areas:
@@ -61,10 +75,10 @@ def size_check(labels: np.ndarray, stats: PhotoStats, elongated: bool) -> dict[s
         ratio = float(np.median(areas) / np.median(lone))
         out["area_vs_lone"] = round(ratio, 3)
         out["verdict"] = "pieces" if ratio < PIECES else "merged" if ratio > MERGED else "ok"
-    fills = disc_fill(labels)
-    if not elongated and len(fills):
+    if not elongated and props:
         expected = max(1.0, stats.length / stats.width)
-        out["fill"], out["fill_expected"] = round(float(np.median(fills)), 3), round(expected, 3)
+        out["fill"] = round(float(np.median([_fill(p) for p in props])), 3)
+        out["fill_expected"] = round(expected, 3)
         if out["verdict"] == "ok" and out["fill"] > FILLED * expected:
             out["verdict"] = "misshapen"
     return out

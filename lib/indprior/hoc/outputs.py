@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.measure import regionprops
 
 from ..baselines import otsu_watershed
 from ..core.runtime import provenance
@@ -38,14 +37,6 @@ def write_instances(out_dir: Path, img: np.ndarray, labels: np.ndarray) -> dict[
     save_png_atomic(out_dir / "instances.png", labels)
     save_png_atomic(out_dir / "overlay.png", overlay_instances(img, labels, alpha=0.45))
     return {"status": "ok"}
-
-
-def axis_ratio(labels: np.ndarray, min_area: int = 9) -> float | None:
-    """The median ratio of major to minor axis of the instances in `labels` of at least `min_area` px (None when
-    fewer than three are that large): near 1 for whole round objects, higher where they are cut into pieces."""
-    ratios = [p.axis_major_length / max(p.axis_minor_length, 1.0) for p in regionprops(labels.astype(np.int32))
-              if p.area >= min_area]
-    return float(np.median(ratios)) if len(ratios) >= 3 else None
 
 
 def scores(pred: np.ndarray | None, gt: np.ndarray | None) -> dict[str, Any]:

@@ -34,12 +34,12 @@ from ..core.trainer import TrainingError
 from ..data.images import DataError, ImageCrops, check_rgb, load_image, load_label_map, save_png_atomic, to_uint8
 from ..metrics import count_instances
 from ..viz import overlay_instances
-from .checks import size_check, size_note
+from .checks import axis_ratio, size_check, size_note
 from .config import HOCConfig
 from .copypaste import CopyPasteGAN, composite_sampler, factory_pool, object_fraction
 from .cutouts import CompositeBatches, instance_centres, make_scene, one_object_instances
 from .method import HOCGAN, composite_batches
-from .outputs import Failed, appearance_match, axis_ratio, finish, write_instances
+from .outputs import Failed, appearance_match, finish, write_instances
 from .scale import LEFT_OUT, PhotoStats, is_elongated, photo_stats
 from .segment import (
     LARGER,
@@ -391,8 +391,8 @@ def _larger_if_cut(cfg: HOCConfig, img: np.ndarray, out_dir: Path, device: torch
     """A run whose size was estimated and whose instances look like pieces (`_check_cut`) is trained again in
     out_dir/larger at `GROW` x that size. The run whose instances are less elongated is kept: its label map and facts
     (with both tries under "sizes_tried"), and, when it is the larger one, run.json says so ("larger": true), so that
-    `segment` and `rebuild_gan` read that folder. The kept run warns if it still looks cut. (`base`: the facts known
-    before any stage ran.)"""
+    `segment` and `rebuild_gan` read that folder. The kept run warns if it still looks cut, else if its size check
+    (`checks.size_check`) says the instances disagree with the photo. (`base`: the facts known before any stage ran.)"""
     if facts["cut"] and cfg.instance_size is None:
         bigger = dataclasses.replace(cfg, instance_size=GROW * facts["instance_size"])
         alt = dict(base)
