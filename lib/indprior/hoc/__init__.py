@@ -8,7 +8,8 @@
     siseg     the SISeg-style instance segmenter trained on the GAN's labelled composites
     grouping  from the segmenter's heads to an instance label map
     outputs   status (failed runs say why), instance files, metrics
-    checks    the instances against the photo's own reading of one object (a warning when they disagree)
+    checks    the instances against the photo's own reading of one object (a warning when they disagree), and the
+              median axis ratio the cut check reads
     segment   the segmenter on a photo; segment_with_run: a finished run on further photos
     run       run_hoc: the stages end to end, with outputs and metrics
     figures   what the photo shows (scale_figure) and a run's headline (summary_markdown)
